@@ -1,0 +1,3 @@
+from eventssm.cli import main
+
+main()

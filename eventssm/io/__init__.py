@@ -1,0 +1,154 @@
+"""Readers and writers for raw event-camera recordings.
+
+``read_events(path)`` detects the format from magic bytes / header first and the extension
+second, decodes it (bit unpacking in numba kernels under ``eventssm.io.kernels``) and returns a
+validated :class:`~eventssm.events.Recording`. Every failure is one
+:class:`~eventssm.events.EventFileError` naming the file and, when known, the byte offset.
+
+This package never imports JAX.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+
+from eventssm.events import EventFileError, Recording, SensorSize, validate_events
+from eventssm.io import aedat, arrays, hdf5, nmnist, prophesee, text  # noqa: F401  (register)
+from eventssm.io._base import FormatSpec, formats, head_bytes
+from eventssm.io.writers import write_events
+
+log = logging.getLogger(__name__)
+
+__all__ = ["detect_format", "formats", "iter_events", "read_events", "write_events"]
+
+
+def _check_path(path: str | os.PathLike) -> Path:
+    p = Path(path)
+    if not p.exists():
+        raise EventFileError(p, "no such file")
+    if p.is_dir():
+        raise EventFileError(p, "is a directory, not a recording")
+    return p
+
+
+def detect_format(path: str | os.PathLike) -> FormatSpec:
+    """Find the reader for ``path``: magic bytes / header first, extension second."""
+    p = _check_path(path)
+    try:
+        head = head_bytes(p)
+    except OSError as exc:
+        raise EventFileError(p, f"cannot open: {exc.strerror or exc}") from None
+    if not head:
+        raise EventFileError(p, "file is empty", 0)
+    specs = formats()
+    for spec in specs.values():
+        if spec.sniff is not None and spec.sniff(head):
+            return spec
+    suffix = p.suffix.lower()
+    for spec in specs.values():
+        if suffix in spec.extensions:
+            return spec
+    raise EventFileError(
+        p, f"unknown format: no known header or magic, and extension {suffix or '(none)'!r} "
+        f"is not one of {sorted({e for s in specs.values() for e in s.extensions})}", 0
+    )
+
+
+def _spec(path: Path, format: str | None) -> FormatSpec:
+    if format is None:
+        return detect_format(path)
+    specs = formats()
+    if format not in specs:
+        raise EventFileError(path, f"unknown format {format!r}; known: {', '.join(specs)}")
+    return specs[format]
+
+
+def _decode_guard(path: Path, spec: FormatSpec, fn, *args):
+    """Run a reader; anything but EventFileError becomes one EventFileError (never a traceback)."""
+    try:
+        return fn(*args)
+    except EventFileError:
+        raise
+    except MemoryError:
+        raise EventFileError(path, f"not enough memory to decode as {spec.name}") from None
+    except Exception as exc:  # a reader bug or a library error on hostile input
+        log.debug("reader %s failed on %s", spec.name, path, exc_info=True)
+        raise EventFileError(path, f"cannot decode as {spec.name}: {exc}") from None
+
+
+def read_events(
+    path: str | os.PathLike,
+    *,
+    format: str | None = None,
+    sensor_size: SensorSize | None = None,
+    allow_empty: bool = False,
+) -> Recording:
+    """Read a whole recording.
+
+    Args:
+        path: the file.
+        format: a registered format name to skip detection (see :func:`formats`).
+        sensor_size: ``(width, height, polarities)`` when the file does not say (or to
+            override the header).
+        allow_empty: return an empty Recording instead of raising for a file with no events.
+
+    Returns:
+        A validated Recording; ``meta`` holds at least ``format`` and ``path``.
+    """
+    p = _check_path(path)
+    spec = _spec(p, format)
+    if sensor_size is not None:
+        sensor_size = tuple(int(v) for v in sensor_size)
+    rec = _decode_guard(p, spec, spec.read, p, sensor_size)
+    validate_events(rec.events, rec.sensor_size, path=p, allow_empty=allow_empty)
+    rec.meta.setdefault("format", spec.name)
+    rec.meta.setdefault("path", str(p))
+    return rec
+
+
+def iter_events(
+    path: str | os.PathLike,
+    *,
+    chunk_events: int = 1 << 20,
+    format: str | None = None,
+    sensor_size: SensorSize | None = None,
+) -> Iterator[Recording]:
+    """Stream a recording in chunks of at most ``chunk_events`` events.
+
+    Binary formats decode block by block with bounded memory; formats without a streaming
+    reader are read whole and sliced. Concatenating the chunks equals :func:`read_events`.
+    """
+    if chunk_events < 1:
+        raise ValueError("chunk_events must be >= 1")
+    p = _check_path(path)
+    spec = _spec(p, format)
+    if sensor_size is not None:
+        sensor_size = tuple(int(v) for v in sensor_size)
+    if spec.iter_chunks is None:
+        rec = read_events(p, format=spec.name, sensor_size=sensor_size, allow_empty=True)
+        for i in range(0, len(rec.events), chunk_events):
+            yield Recording(rec.events[i : i + chunk_events], rec.sensor_size, dict(rec.meta))
+        return
+    it = _decode_guard(p, spec, spec.iter_chunks, p, chunk_events, sensor_size)
+    while True:
+        chunk = _decode_guard(p, spec, next, it, None)
+        if chunk is None:
+            return
+        validate_events(chunk.events, chunk.sensor_size, path=p, allow_empty=True)
+        chunk.meta.setdefault("format", spec.name)
+        chunk.meta.setdefault("path", str(p))
+        yield chunk
+
+
+def concat(chunks: list[Recording]) -> np.ndarray:
+    """Concatenate chunk events (helper for tests and tools)."""
+    from eventssm.events import EVENT_DTYPE
+
+    if not chunks:
+        return np.empty(0, dtype=EVENT_DTYPE)
+    return np.concatenate([c.events for c in chunks])

@@ -1,0 +1,65 @@
+"""Format registry: what every reader module provides, and how a file finds its reader.
+
+Each format family module (``aedat``, ``prophesee``, ``nmnist``, ``hdf5``, ``arrays``, ``text``)
+calls :func:`register` at import time with one :class:`FormatSpec` per format it reads.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from eventssm.events import Recording, SensorSize
+
+SNIFF_BYTES = 4096
+
+ReadFn = Callable[[Path, "SensorSize | None"], Recording]
+IterFn = Callable[[Path, int, "SensorSize | None"], Iterator[Recording]]
+
+
+@dataclass(frozen=True)
+class FormatSpec:
+    """One readable format.
+
+    Attributes:
+        name: short id used by ``format=`` (``"aedat2"``, ``"evt3"``, ...).
+        description: one line for ``eventssm info --formats`` and the README table.
+        extensions: lower-case file suffixes with the dot, used when no magic matches.
+        sniff: ``sniff(head) -> bool`` on the first :data:`SNIFF_BYTES` bytes; True only when
+            the magic/header identifies this format unambiguously. ``None`` for formats
+            without magic (they are found by extension only).
+        read: ``read(path, sensor_size) -> Recording`` (not yet validated; the caller does).
+            ``sensor_size`` is the user's override or ``None``.
+        iter_chunks: ``iter_chunks(path, chunk_events, sensor_size)`` yields Recordings of at
+            most ``chunk_events`` events while holding O(chunk) memory, or ``None`` when the
+            format is read whole and sliced.
+    """
+
+    name: str
+    description: str
+    extensions: tuple[str, ...]
+    sniff: Callable[[bytes], bool] | None
+    read: ReadFn
+    iter_chunks: IterFn | None = None
+
+
+_REGISTRY: dict[str, FormatSpec] = {}
+
+
+def register(spec: FormatSpec) -> FormatSpec:
+    if spec.name in _REGISTRY:
+        raise RuntimeError(f"format {spec.name!r} registered twice")
+    _REGISTRY[spec.name] = spec
+    return spec
+
+
+def formats() -> dict[str, FormatSpec]:
+    """All registered formats, in registration order."""
+    return dict(_REGISTRY)
+
+
+def head_bytes(path: str | os.PathLike, n: int = SNIFF_BYTES) -> bytes:
+    with open(path, "rb") as f:
+        return f.read(n)

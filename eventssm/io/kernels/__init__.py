@@ -1,0 +1,5 @@
+"""Numba kernels for bit unpacking, one module per format family.
+
+Every kernel is an ``@numba.njit`` function whose ``.py_func`` is the readable reference;
+tests compare both on the same bytes.
+"""
