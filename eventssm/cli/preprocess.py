@@ -1,0 +1,225 @@
+"""``eventssm preprocess``: many recordings -> one HDF5 token cache for training."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import NoReturn
+
+import click
+
+from eventssm.cli._common import parse_size
+
+
+def _fail(message: str, code: int = 2) -> NoReturn:
+    """One ``error: ...`` line on stderr, then exit (never a traceback)."""
+    click.echo(f"error: {message}", err=True)
+    sys.exit(code)
+
+
+@click.command("preprocess")
+@click.argument("inputs", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("-o", "--output", required=True, type=click.Path(path_type=Path),
+              help="Cache file to write (HDF5, e.g. cache.h5).")
+@click.option("--labels", "labels_csv", type=click.Path(path_type=Path), default=None,
+              help="CSV with a header row 'file,label' (file relative to the CSV, or a basename).")
+@click.option("--labels-from", type=click.Choice(["folder", "name"]), default=None,
+              help="Class = parent folder name, or a regex group of the file name (--name-regex).")
+@click.option("--name-regex", default=r"^([^_]+)", show_default=True,
+              help="With --labels-from name: regex whose group 1, searched in the file stem, "
+                   "is the class.")
+@click.option("--no-labels", is_flag=True, help="Unlabelled cache (every label -1).")
+@click.option("--classes", default=None,
+              help="Comma-separated class names in id order; any other label is an error "
+                   "(default: the distinct labels sorted, numerically when all are integers).")
+@click.option("--downsample", type=click.IntRange(min=1), default=None,
+              help="Integer spatial pooling factor (token grid ceil(W/N) x ceil(H/N)).")
+@click.option("--target-size", default=None, metavar="WxH",
+              help="Rescale the sensor to a WxH token grid instead of --downsample.")
+@click.option("--merge-polarity", is_flag=True, help="Ignore polarity (vocabulary halves).")
+@click.option("--time-unit", type=click.Choice(["us", "ms", "s"]), default="ms",
+              show_default=True, help="Unit of the stored inter-event times dt.")
+@click.option("--slice-events", type=click.IntRange(min=1), default=None, metavar="N",
+              help="Cut every recording into samples of N events (default: one per recording).")
+@click.option("--overlap", type=click.IntRange(min=0), default=0, show_default=True, metavar="M",
+              help="Events shared by consecutive slices (stride N - M).")
+@click.option("--sort-events", is_flag=True,
+              help="Sort recordings that are not in time order (default: they are errors).")
+@click.option("--sensor-size", default=None, metavar="WxH",
+              help="Sensor size for every file (needed when files differ or do not say).")
+@click.option("--format", "fmt", default=None, metavar="NAME",
+              help="Reader to use for every file instead of detection (see `eventssm info "
+                   "--formats`); folders then yield only its extensions.")
+@click.option("--workers", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Processes reading files (0: one per CPU). The cache does not depend on it.")
+@click.option("--skip-bad", is_flag=True,
+              help="Skip unreadable files and files of another sensor size (listed on "
+                   "stderr) instead of failing.")
+@click.option("--overwrite", is_flag=True, help="Replace an existing output.")
+@click.option("--append", is_flag=True,
+              help="Add new files to an existing cache built with the same settings "
+                   "(files already in it are skipped).")
+@click.option("-q", "--quiet", is_flag=True, help="No progress bar and no summary.")
+def preprocess(
+    inputs: tuple[Path, ...],
+    output: Path,
+    labels_csv: Path | None,
+    labels_from: str | None,
+    name_regex: str,
+    no_labels: bool,
+    classes: str | None,
+    downsample: int | None,
+    target_size: str | None,
+    merge_polarity: bool,
+    time_unit: str,
+    slice_events: int | None,
+    overlap: int,
+    sort_events: bool,
+    sensor_size: str | None,
+    fmt: str | None,
+    workers: int,
+    skip_bad: bool,
+    overwrite: bool,
+    append: bool,
+    quiet: bool,
+) -> None:
+    """Read INPUT files/folders, tokenize every recording, and write ONE HDF5 token cache.
+
+    Folders are searched recursively for files whose extension a reader knows. Labels come
+    from --labels CSV, --labels-from folder|name, or --no-labels. Files are read in parallel;
+    the cache is written to a temporary file next to OUTPUT and renamed at the end, so an
+    interrupted run leaves no half cache. Python reads it with
+    eventssm.tokenizers.dataset.TokenDataset(OUTPUT).
+
+    Example: eventssm preprocess recordings/ -o gesture.h5 --labels-from folder
+    --downsample 4 --slice-events 65536 --overlap 32768
+    """
+    from eventssm.events import EventFileError
+    from eventssm.tokenizers.dataset import (
+        DatasetError,
+        TokenizerSettings,
+        build_cache,
+        class_ids,
+        find_recordings,
+        labels_from_csv,
+        labels_from_folder,
+        labels_from_name,
+    )
+
+    # ---- options that do not need the files ------------------------------------------
+    n_label_opts = (labels_csv is not None) + (labels_from is not None) + no_labels
+    if n_label_opts != 1:
+        _fail("give exactly one of --labels CSV, --labels-from folder|name, --no-labels")
+    if overwrite and append:
+        _fail("give either --overwrite or --append, not both")
+    if downsample is not None and target_size is not None:
+        _fail("give either --downsample or --target-size, not both")
+    if overlap and slice_events is None:
+        _fail("--overlap needs --slice-events")
+    if classes is not None and no_labels:
+        _fail("--classes needs labels (not --no-labels)")
+    target = parse_size(target_size, "--target-size") if target_size is not None else None
+    sensor = None
+    if sensor_size is not None:
+        sensor = (*parse_size(sensor_size, "--sensor-size"), 2)
+    try:
+        settings = TokenizerSettings(
+            downsample=downsample or 1,
+            target_size=target,
+            merge_polarity=merge_polarity,
+            time_unit=time_unit,
+            slice_events=slice_events,
+            overlap=overlap,
+            sort_events=sort_events,
+        )
+    except ValueError as exc:
+        _fail(str(exc))
+    if output.is_dir():
+        _fail(f"{output}: is a directory; give a file name such as {output / 'cache.h5'}")
+    if output.exists() and not (overwrite or append):
+        _fail(f"{output}: exists; pass --overwrite to replace it or --append to add files")
+    if not output.parent.is_dir():
+        _fail(f"{output.parent}: no such folder for the output")
+    class_list = None
+    if classes is not None:
+        class_list = [c.strip() for c in classes.split(",") if c.strip()]
+        if not class_list:
+            _fail("--classes is empty")
+
+    # ---- files and labels ------------------------------------------------------------
+    try:
+        if fmt is not None:
+            from eventssm.io import formats
+
+            if fmt not in formats():
+                _fail(f"unknown format {fmt!r}; known: {', '.join(formats())}")
+        exclude = [output] + ([labels_csv] if labels_csv is not None else [])
+        files = find_recordings(inputs, format=fmt, exclude=exclude)
+        if not files:
+            _fail(f"no recordings found in {', '.join(map(str, inputs))}")
+        if labels_csv is not None:
+            labels = labels_from_csv(files, labels_csv)
+        elif labels_from == "folder":
+            labels = labels_from_folder(files)
+        elif labels_from == "name":
+            labels = labels_from_name(files, name_regex)
+        else:
+            labels = None
+        if labels is not None and not append:
+            # check every label before any file is read (the library checks again)
+            class_ids(labels, files, class_list)
+    except DatasetError as exc:
+        _fail(str(exc))
+
+    # ---- the run ---------------------------------------------------------------------
+    n_workers = workers or min(os.cpu_count() or 1, len(files))
+    from tqdm import tqdm
+
+    bar = tqdm(total=len(files), unit="file", file=sys.stderr, desc="preprocess",
+               disable=quiet or not sys.stderr.isatty(), leave=False)
+    try:
+        with bar:
+            report = build_cache(
+                output,
+                files,
+                labels,
+                settings=settings,
+                class_names=class_list,
+                sensor_size=sensor,
+                format=fmt,
+                workers=n_workers,
+                skip_bad=skip_bad,
+                overwrite=overwrite,
+                append=append,
+                progress=bar.update,
+            )
+    except (EventFileError, DatasetError) as exc:
+        _fail(str(exc))
+    except OSError as exc:
+        where = exc.filename or output
+        _fail(f"{where}: {exc.strerror or exc}")
+    except KeyboardInterrupt:
+        _fail(f"interrupted; {output} was not written", code=130)
+
+    for line in report.bad:
+        click.echo(f"skipped: {line}", err=True)
+    if quiet:
+        return
+    from eventssm.tokenizers.dataset import read_cache_info
+
+    try:
+        info = read_cache_info(output)
+    except DatasetError as exc:
+        _fail(str(exc))
+    parts = [f"{report.samples_added} samples from {report.sources_added} recordings"]
+    if report.unchanged:
+        parts.append(f"{len(report.unchanged)} already cached")
+    if report.bad:
+        parts.append(f"{len(report.bad)} skipped")
+    grid = "x".join(map(str, info.grid_size))
+    classes_txt = f"{len(info.class_names)} classes" if info.class_names else "unlabelled"
+    click.echo(
+        f"{output}: {'appended' if append else 'wrote'} {', '.join(parts)}; now "
+        f"{len(info.labels)} samples, {classes_txt}, grid {grid}, vocab {info.vocab_size}"
+    )
