@@ -19,6 +19,7 @@ from eventssm.events import EventFileError
 COMMANDS: dict[str, str] = {
     "info": "eventssm.cli.info:info",
     "preprocess": "eventssm.cli.preprocess:preprocess",
+    "simulate": "eventssm.cli.simulate:simulate",
 }
 
 
