@@ -20,6 +20,9 @@ COMMANDS: dict[str, str] = {
     "info": "eventssm.cli.info:info",
     "preprocess": "eventssm.cli.preprocess:preprocess",
     "simulate": "eventssm.cli.simulate:simulate",
+    "train": "eventssm.cli.train:train",
+    "evaluate": "eventssm.cli.train:evaluate_cmd",
+    "classify": "eventssm.cli.classify:classify",
 }
 
 

@@ -15,3 +15,9 @@ def parse_size(text: str, option: str) -> tuple[int, int]:
     if not m or int(m.group(1)) < 1 or int(m.group(2)) < 1:
         raise click.BadParameter(f"expected WxH with positive integers, got {text!r}", param_hint=option)
     return int(m.group(1)), int(m.group(2))
+
+
+def fail(message: str, code: int = 2):
+    """Print one ``error: ...`` line on stderr and exit with ``code`` (no traceback)."""
+    click.echo(f"error: {message}", err=True)
+    raise SystemExit(code)

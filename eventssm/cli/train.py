@@ -1,0 +1,109 @@
+"""``eventssm train`` and ``eventssm evaluate``: fit an S7/S5 classifier on a token cache."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from eventssm.cli._common import fail
+
+
+@click.command("train")
+@click.argument("cache", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("-o", "--out", "out", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="Checkpoint folder to write (replaced atomically at the end).")
+@click.option("--preset", default="tiny", show_default=True,
+              help="Model dims: tiny, s7-dvs, eventssm-dvs-small.")
+@click.option("--layer", type=click.Choice(["s7", "s5"]), default="s7", show_default=True)
+@click.option("--d-model", type=int, default=None, help="Override the preset's feature size.")
+@click.option("--d-state", type=int, default=None, help="Override the preset's state size.")
+@click.option("--steps", default=300, show_default=True)
+@click.option("--batch-size", default=16, show_default=True)
+@click.option("--crop-events", default=4096, show_default=True, help="Random training crops (events).")
+@click.option("--lr", default=4e-3, show_default=True)
+@click.option("--ssm-lr", default=1e-3, show_default=True)
+@click.option("--val-fraction", default=0.2, show_default=True,
+              help="Share of each class's recordings held out for validation.")
+@click.option("--seed", default=0, show_default=True)
+@click.option("--log-every", default=25, show_default=True)
+def train(cache: Path, out: Path, preset: str, layer: str, d_model: int | None, d_state: int | None, steps: int,
+          batch_size: int, crop_events: int, lr: float, ssm_lr: float, val_fraction: float, seed: int,
+          log_every: int) -> None:
+    """Train a classifier on CACHE (made by `eventssm preprocess`) and save it to OUT."""
+    import numpy as np
+    from flax import nnx
+
+    from eventssm.models.classifier import EventClassifier
+    from eventssm.models.presets import get_preset
+    from eventssm.tokenizers.dataset import DatasetError, TokenDataset
+    from eventssm.train import TrainConfig, evaluate, fit, save_checkpoint
+    from eventssm.train.data import split_by_source
+
+    try:
+        ds = TokenDataset(cache)
+        n_classes = len(ds.class_names)
+        if n_classes < 2 or np.any(np.asarray(ds.labels) < 0):
+            fail(f"{cache}: training needs a labelled cache with at least two classes")
+        overrides = {k: v for k, v in (("d_model", d_model), ("d_state", d_state)) if v is not None}
+        config = get_preset(preset, layer, vocab_size=ds.vocab_size, n_classes=n_classes, **overrides)
+        tcfg = TrainConfig(steps=steps, batch_size=batch_size, crop_events=crop_events, lr=lr, ssm_lr=ssm_lr,
+                           seed=seed, warmup_steps=min(100, steps // 10))
+    except (DatasetError, ValueError) as exc:
+        fail(str(exc))
+    tr, va = split_by_source(ds.labels, ds.source_index, val_fraction, np.random.default_rng(seed))
+    model = EventClassifier(config, rngs=nnx.Rngs(params=seed, dropout=seed + 1))
+    n_params = sum(int(np.prod(p.shape)) for p in __import__("jax").tree_util.tree_leaves(nnx.state(model, nnx.Param)))
+    click.echo(f"{cache}: {len(ds)} samples, {n_classes} classes, vocabulary {ds.vocab_size}; "
+               f"train {len(tr)} / val {len(va)}; {preset} {layer}, {n_params:,} parameters")
+
+    def report(step, m):
+        click.echo(f"step {step:5d}  loss {m['loss']:.4f}  acc {m['accuracy']:.3f}  |g| {m['grad_norm']:.2f}")
+
+    history = fit(model, ds, tcfg, train_indices=tr, val_indices=va if len(va) else None, on_log=report,
+                  log_every=log_every)
+    metrics = {"train": history["train"][-1], "seconds": history["seconds"]}
+    if len(va):
+        metrics["val"] = history["val"][-1] if history["val"] else evaluate(model, ds, indices=va)
+        click.echo(f"validation accuracy {metrics['val']['accuracy']:.3f} on {metrics['val']['n']} samples")
+    tokenizer = {"settings": ds.settings.to_dict(), "sensor_size": list(ds.sensor_size),
+                 "class_names": list(ds.class_names), "vocab_size": ds.vocab_size}
+    save_checkpoint(out, model, train_config=tcfg, tokenizer=tokenizer, metrics=metrics)
+    click.echo(f"saved {out} ({history['seconds']:.1f} s)")
+
+
+@click.command("evaluate")
+@click.argument("run", type=click.Path(file_okay=False, path_type=Path))
+@click.argument("cache", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--batch-size", default=16, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+def evaluate_cmd(run: Path, cache: Path, batch_size: int, as_json: bool) -> None:
+    """Accuracy and confusion matrix of the checkpoint RUN on every sample of CACHE."""
+    from eventssm.tokenizers.dataset import DatasetError, TokenDataset
+    from eventssm.train import evaluate, load_checkpoint
+    from eventssm.train.checkpoint import CheckpointError
+
+    try:
+        model, extras = load_checkpoint(run)
+        ds = TokenDataset(cache)
+    except (CheckpointError, DatasetError) as exc:
+        fail(str(exc))
+    tok = extras.get("tokenizer", {})
+    if tok and (tok.get("settings") != ds.settings.to_dict() or tok.get("vocab_size") != ds.vocab_size):
+        fail(f"{cache}: tokenizer settings differ from those {run} was trained with")
+    if tok and list(ds.class_names) != tok.get("class_names"):
+        fail(f"{cache}: class names {list(ds.class_names)} differ from the checkpoint's {tok.get('class_names')}")
+    res = evaluate(model, ds, batch_size=batch_size)
+    if as_json:
+        click.echo(json.dumps(res))
+        return
+    click.echo(f"accuracy {res['accuracy']:.4f} on {res['n']} samples, mean loss {res['loss']:.4f}")
+    names = list(ds.class_names)
+    width = max(len(n) for n in names)
+    click.echo(" " * (width + 2) + " ".join(f"{n[:6]:>6}" for n in names))
+    for name, row in zip(names, res["confusion"]):
+        click.echo(f"{name:>{width}}  " + " ".join(f"{v:6d}" for v in row))
+
+
+evaluate_cmd.name = "evaluate"

@@ -1,0 +1,70 @@
+"""Typed, immutable training configuration (saved as JSON beside every checkpoint)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Optimisation recipe.
+
+    Attributes:
+        steps: optimizer updates.
+        batch_size: sequences per step.
+        crop_events: training sequences are random crops of at most this many events
+            (evaluation uses whole samples, padded to buckets).
+        lr: peak learning rate of the regular group (AdamW with weight decay).
+        ssm_lr: peak learning rate of the SSM group (Λ, B, log step; no weight decay), the
+            split of the S5 recipe (Smith et al. 2023, §B.1).
+        weight_decay: AdamW decay of the regular group.
+        warmup_steps: linear warm-up, then cosine decay to ``lr * final_lr_ratio``.
+        grad_clip: global-norm clipping (0 disables).
+        label_smoothing: cross-entropy smoothing.
+        seed: seeds parameter init, dropout and data order.
+        eval_every: evaluate on the validation set every N steps (0: only at the end).
+        buckets: padded lengths allowed (bounded number of compiled shapes).
+    """
+
+    steps: int = 1000
+    batch_size: int = 16
+    crop_events: int = 4096
+    lr: float = 4e-3
+    ssm_lr: float = 1e-3
+    weight_decay: float = 0.02
+    warmup_steps: int = 100
+    final_lr_ratio: float = 0.01
+    grad_clip: float = 1.0
+    label_smoothing: float = 0.0
+    seed: int = 0
+    eval_every: int = 0
+    buckets: tuple[int, ...] = (256, 512, 1024, 2048, 4096, 8192, 16384, 32768, 65536, 131072)
+
+    def __post_init__(self):
+        if self.steps < 1 or self.batch_size < 1 or self.crop_events < 1:
+            raise ValueError("steps, batch_size and crop_events must be >= 1")
+        if not (self.lr > 0 and self.ssm_lr > 0):
+            raise ValueError("learning rates must be > 0")
+        if self.warmup_steps < 0 or not 0 <= self.label_smoothing < 1:
+            raise ValueError("warmup_steps must be >= 0 and label_smoothing in [0, 1)")
+        object.__setattr__(self, "buckets", tuple(sorted(int(b) for b in self.buckets)))
+
+    def replace(self, **changes: Any) -> TrainConfig:
+        return dataclasses.replace(self, **changes)
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> TrainConfig:
+        d = json.loads(text)
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(d) - known
+        if unknown:
+            raise ValueError(f"unknown TrainConfig fields: {sorted(unknown)}")
+        if "buckets" in d:
+            d["buckets"] = tuple(d["buckets"])
+        return cls(**d)

@@ -1,0 +1,96 @@
+"""Batches from a token dataset: random crops for training, whole samples for evaluation."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator, Sequence
+
+import numpy as np
+
+from eventssm.tokenizers.batching import Batch, pad_batch
+from eventssm.tokenizers.functional import random_crop
+
+log = logging.getLogger(__name__)
+
+
+def batches(
+    dataset,
+    batch_size: int,
+    rng: np.random.Generator | None = None,
+    *,
+    indices: Sequence[int] | None = None,
+    crop_events: int | None = None,
+    buckets: Sequence[int] | None = None,
+    shuffle: bool = True,
+    drop_last: bool = False,
+    epochs: int | None = 1,
+) -> Iterator[Batch]:
+    """Yield padded :class:`Batch` es from ``dataset[i] -> (tokens, dt, label)``.
+
+    Args:
+        dataset: a TokenDataset (or any sequence of ``(tokens, dt, label)``).
+        batch_size: sequences per batch.
+        rng: generator for shuffling and crops (required when ``shuffle`` or ``crop_events``).
+        indices: subset of sample indices (default: all).
+        crop_events: take a random window of at most this many events per sample (training);
+            ``None`` keeps whole samples (evaluation). A crop's first ``dt`` is set to 0, as if
+            the stream started there.
+        buckets: padded lengths allowed (see :func:`~eventssm.tokenizers.batching.pad_batch`).
+        shuffle: shuffle the order each epoch; without it samples are grouped by length so
+            evaluation pads little.
+        drop_last: drop a final incomplete batch.
+        epochs: passes over the data; ``None`` repeats forever.
+    """
+    idx = np.arange(len(dataset)) if indices is None else np.asarray(indices, dtype=np.int64)
+    if len(idx) == 0:
+        return
+    if (shuffle or crop_events) and rng is None:
+        raise ValueError("shuffle/crop_events need an explicit np.random.Generator")
+    if not shuffle:
+        lengths = getattr(dataset, "lengths", None)
+        if lengths is not None:
+            idx = idx[np.argsort(np.asarray(lengths)[idx], kind="stable")]
+    epoch = 0
+    while epochs is None or epoch < epochs:
+        order = rng.permutation(idx) if shuffle else idx
+        for start in range(0, len(order), batch_size):
+            chunk = order[start : start + batch_size]
+            if drop_last and len(chunk) < batch_size:
+                break
+            seqs, labels = [], []
+            for i in chunk:
+                tokens, dt, label = dataset[int(i)]
+                if crop_events is not None and len(tokens) > crop_events:
+                    a, b = random_crop(rng, len(tokens), crop_events)
+                    tokens, dt = tokens[a:b], dt[a:b].copy()
+                    dt[0] = 0.0
+                seqs.append((tokens, dt))
+                labels.append(label)
+            yield pad_batch(seqs, np.asarray(labels), buckets=buckets)
+        epoch += 1
+
+
+def split_by_source(
+    labels: np.ndarray, source_index: np.ndarray, val_fraction: float, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
+    """Stratified train/validation split that keeps all slices of one recording together.
+
+    Args:
+        labels: (K,) class id of each sample.
+        source_index: (K,) recording each sample was cut from.
+        val_fraction: share of each class's recordings held out (at least one recording per
+            class when the class has two or more, none when 0).
+    Returns:
+        (train_indices, val_indices) sorted sample indices.
+    """
+    labels = np.asarray(labels)
+    source_index = np.asarray(source_index)
+    val_sources = []
+    for c in np.unique(labels):
+        srcs = np.unique(source_index[labels == c])
+        n_val = round(val_fraction * len(srcs))
+        if val_fraction > 0 and len(srcs) >= 2:
+            n_val = min(max(n_val, 1), len(srcs) - 1)
+        val_sources.extend(rng.permutation(srcs)[:n_val].tolist())
+    is_val = np.isin(source_index, np.asarray(val_sources, dtype=source_index.dtype))
+    return np.flatnonzero(~is_val), np.flatnonzero(is_val)
