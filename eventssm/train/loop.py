@@ -19,6 +19,8 @@ from eventssm.train.steps import eval_step, train_step
 
 log = logging.getLogger(__name__)
 
+_eval_step = nnx.jit(eval_step)  # one compiled function per input shape, shared by every call
+
 
 def evaluate(
     model,
@@ -34,12 +36,11 @@ def evaluate(
         ``{"accuracy", "loss", "n", "confusion"}``; ``confusion[i][j]`` counts samples of true
         class i predicted as j.
     """
-    step = nnx.jit(eval_step)
     n_classes = model.config.n_classes
     confusion = np.zeros((n_classes, n_classes), np.int64)
     total_loss, n = 0.0, 0
     for b in batches(dataset, batch_size, indices=indices, buckets=buckets, shuffle=False):
-        out = step(model, b.tokens, b.dt, b.mask, jnp.asarray(b.labels))
+        out = _eval_step(model, b.tokens, b.dt, b.mask, jnp.asarray(b.labels))
         pred = np.asarray(out["pred"])
         np.add.at(confusion, (np.asarray(b.labels), pred), 1)
         total_loss += float(out["loss"]) * len(pred)

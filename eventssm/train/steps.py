@@ -43,7 +43,7 @@ def train_step(model, optimizer: nnx.Optimizer, tokens, dt, mask, labels, rng, l
     grad_fn = nnx.value_and_grad(loss_fn, has_aux=True)
     (loss, logits), grads = grad_fn(model, tokens, dt, mask, labels, label_smoothing)
     optimizer.update(model, grads)
-    return {"loss": loss, "accuracy": _accuracy(logits, labels), "grad_norm": optax.global_norm(grads)}
+    return {"loss": loss, "accuracy": _accuracy(logits, labels), "grad_norm": optax.tree.norm(grads)}
 
 
 def eval_step(model, tokens, dt, mask, labels):

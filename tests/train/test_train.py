@@ -1,0 +1,127 @@
+"""Training package: parameter groups, splits, batching, checkpoints, and that fitting learns."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import nnx
+
+from eventssm.models.classifier import EventClassifier
+from eventssm.models.presets import get_preset
+from eventssm.train import TrainConfig, batches, evaluate, fit, load_checkpoint, param_labels, save_checkpoint
+from eventssm.train.checkpoint import CheckpointError
+from eventssm.train.data import split_by_source
+
+
+def _model(layer="s5", **kw):
+    cfg = get_preset("tiny", layer, vocab_size=2 * 4 * 4, n_classes=2, **kw)
+    return EventClassifier(cfg, rngs=nnx.Rngs(0))
+
+
+class ToyDataset:
+    """Class 0: tokens from the left half of a 4x4 grid, early dense; class 1: right half, sparse dt."""
+
+    def __init__(self, n, rng):
+        self.items = []
+        for i in range(n):
+            label = i % 2
+            length = int(rng.integers(40, 120))
+            x = rng.integers(0, 2, length) + 2 * label
+            y = rng.integers(0, 4, length)
+            p = rng.integers(0, 2, length)
+            tokens = (2 * (x * 4 + y) + p).astype(np.int32)
+            dt = rng.exponential(0.5 if label == 0 else 2.0, length).astype(np.float32)
+            dt[0] = 0
+            self.items.append((tokens, dt, label))
+        self.lengths = np.array([len(t) for t, _, _ in self.items])
+
+    def __len__(self):
+        return len(self.items)
+
+    def __getitem__(self, i):
+        return self.items[i]
+
+
+def test_param_labels_put_lambda_b_and_step_in_the_ssm_group():
+    labels = param_labels(nnx.state(_model(), nnx.Param))
+    by_name = {}
+    for path, lab in jax.tree_util.tree_leaves_with_path(labels):
+        names = [getattr(k, "key", None) for k in path if isinstance(k, jax.tree_util.DictKey)]
+        by_name.setdefault(names[-1], set()).add(lab)
+    for name in ("Lambda_re", "Lambda_im", "B", "log_step"):
+        assert by_name[name] == {"ssm"}
+    for name in ("C", "D", "kernel", "embedding"):
+        assert by_name[name] == {"regular"}
+
+
+def test_split_by_source_keeps_recordings_together_and_stratifies():
+    labels = np.repeat([0, 1, 2], 12)
+    source = np.repeat(np.arange(12), 3)  # 4 recordings per class, 3 slices each
+    tr, va = split_by_source(labels, source, 0.25, np.random.default_rng(0))
+    assert sorted(np.concatenate([tr, va]).tolist()) == list(range(36))
+    assert not set(source[tr]) & set(source[va])
+    for c in range(3):
+        assert len(set(source[va][labels[va] == c])) == 1
+    tr0, va0 = split_by_source(labels, source, 0.0, np.random.default_rng(0))
+    assert len(va0) == 0 and len(tr0) == 36
+
+
+def test_batches_crop_pad_and_cover_every_sample_once():
+    ds = ToyDataset(10, np.random.default_rng(1))
+    seen = []
+    for b in batches(ds, 4, np.random.default_rng(0), crop_events=50, buckets=(64, 128)):
+        assert b.tokens.shape[1] == 64
+        assert (b.lengths <= 50).all()
+        assert (b.dt[:, 0] == 0).all()
+        seen.extend(b.labels.tolist())
+    assert len(seen) == 10
+    # evaluation order groups by length and keeps whole samples
+    lengths = [int(b.lengths.max()) for b in batches(ds, 3, shuffle=False, buckets=(128,))]
+    assert lengths == sorted(lengths)
+    with pytest.raises(ValueError):
+        next(batches(ds, 2, None))
+
+
+def test_config_json_round_trip_and_validation():
+    cfg = TrainConfig(steps=7, buckets=(512, 256))
+    assert cfg.buckets == (256, 512)
+    assert TrainConfig.from_json(cfg.to_json()) == cfg
+    with pytest.raises(ValueError):
+        TrainConfig(steps=0)
+    with pytest.raises(ValueError):
+        TrainConfig.from_json('{"stepz": 3}')
+
+
+def test_checkpoint_round_trip_gives_identical_logits(tmp_path):
+    model = _model("s7")
+    tokens = jnp.asarray(np.random.default_rng(0).integers(0, 32, (2, 40)), jnp.int32)
+    dt = jnp.full((2, 40), 0.5, jnp.float32)
+    model.eval()
+    ref = model(tokens, dt)
+    save_checkpoint(tmp_path / "run", model, train_config=TrainConfig(steps=3), tokenizer={"a": 1})
+    loaded, extras = load_checkpoint(tmp_path / "run")
+    np.testing.assert_array_equal(np.asarray(loaded(tokens, dt)), np.asarray(ref))
+    assert extras["tokenizer"] == {"a": 1} and extras["train"]["steps"] == 3
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]  # no temp folder left
+
+
+def test_checkpoint_errors(tmp_path):
+    with pytest.raises(CheckpointError, match=r"missing model\.json"):
+        load_checkpoint(tmp_path)
+    save_checkpoint(tmp_path / "run", _model())
+    (tmp_path / "run" / "model.json").write_text(_model(d_model=12).config.to_json())
+    with pytest.raises(CheckpointError, match=r"does not match|shape"):
+        load_checkpoint(tmp_path / "run")
+
+
+def test_fit_learns_a_separable_toy_task():
+    ds = ToyDataset(32, np.random.default_rng(0))
+    model = _model("s5", dropout=0.0)
+    before = evaluate(model, ds, batch_size=16, buckets=(128,))
+    cfg = TrainConfig(steps=40, batch_size=16, crop_events=64, lr=1e-2, warmup_steps=4, buckets=(64, 128))
+    hist = fit(model, ds, cfg, log_every=10)
+    after = evaluate(model, ds, batch_size=16, buckets=(128,))
+    assert hist["train"][-1]["loss"] < hist["train"][0]["loss"]
+    assert after["loss"] < before["loss"]
+    assert after["accuracy"] >= 0.9
+    assert np.sum(after["confusion"]) == 32
