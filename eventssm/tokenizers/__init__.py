@@ -7,6 +7,7 @@ contract ``token = P2 · (x2 · H2 + y2) + p2`` and the downsampling rules.
 from __future__ import annotations
 
 from eventssm.tokenizers.batching import DEFAULT_BUCKETS, Batch, bucket_length, pad_batch
+from eventssm.tokenizers.dataset import TokenDataset, TokenizerSettings, build_cache, write_cache
 from eventssm.tokenizers.functional import (
     as_events,
     denoise_filter,
@@ -51,8 +52,11 @@ __all__ = [
     "SpatialJitter",
     "TimeJitter",
     "TimeSkew",
+    "TokenDataset",
+    "TokenizerSettings",
     "as_events",
     "bucket_length",
+    "build_cache",
     "denoise_filter",
     "detokenize",
     "downsample_events",
@@ -67,4 +71,5 @@ __all__ = [
     "sort_events",
     "tokenize",
     "vocab_size",
+    "write_cache",
 ]
