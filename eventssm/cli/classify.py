@@ -42,7 +42,10 @@ def classify(run: Path, files: tuple[Path, ...], top: int, stream_every: int, as
     settings = TokenizerSettings.from_dict({**tok["settings"], "slice_events": None, "overlap": 0})
     names = tok["class_names"]
     sensor = tuple(tok["sensor_size"])
-    forward = jax.jit(lambda t, d: jax.nn.softmax(model(t, d), -1))
+    from eventssm.tokenizers.batching import pad_batch
+
+    # padded to a bucket length, so files of different lengths share a few compiled shapes
+    forward = jax.jit(lambda t, d, m: jax.nn.softmax(model(t, d, m), -1))
     failed = 0
     for path in files:
         try:
@@ -52,7 +55,8 @@ def classify(run: Path, files: tuple[Path, ...], top: int, stream_every: int, as
             failed += 1
             continue
         tokens, dt = tf.tokens[None, :], tf.dt[None, :]
-        probs = np.asarray(forward(jnp.asarray(tokens), jnp.asarray(dt)))[0]
+        b = pad_batch([(tf.tokens, tf.dt)], [0])
+        probs = np.asarray(forward(jnp.asarray(b.tokens), jnp.asarray(b.dt), jnp.asarray(b.mask)))[0]
         order = np.argsort(-probs)[:top]
         result = {"file": str(path), "events": int(tokens.shape[1]),
                   "top": [{"class": names[i], "p": round(float(probs[i]), 4)} for i in order]}

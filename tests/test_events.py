@@ -1,0 +1,43 @@
+"""The event contract: dtype, validation, Recording."""
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from eventssm.events import EVENT_DTYPE, EventFileError, Recording, first_outside, make_events, validate_events
+
+
+def test_dtype_is_tonics():
+    assert EVENT_DTYPE.names == ("x", "y", "t", "p")
+    assert [EVENT_DTYPE[n] for n in EVENT_DTYPE.names] == [np.int16, np.int16, np.int64, np.bool_]
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.lists(st.tuples(st.integers(-3, 12), st.integers(-3, 9)), max_size=40), st.integers(1, 10),
+       st.integers(1, 7))
+def test_first_outside_equals_reference_and_numpy(coords, w, h):
+    x = np.array([c[0] for c in coords], np.int16)
+    y = np.array([c[1] for c in coords], np.int16)
+    bad = (x < 0) | (x >= w) | (y < 0) | (y >= h)
+    expected = int(np.argmax(bad)) if bad.any() else -1
+    assert first_outside(x, y, w, h) == expected == first_outside.py_func(x, y, w, h)
+
+
+def test_validate_names_file_and_event():
+    ev = make_events([1, 5, 2], [0, 0, 9], [1, 2, 3], [True, False, True])
+    validate_events(ev, (6, 10, 2))
+    with pytest.raises(EventFileError, match=r"^f\.raw: event 1 at \(x=5, y=0\) lies outside the 5x10 sensor$"):
+        validate_events(ev, (5, 10, 2), path="f.raw")
+    with pytest.raises(EventFileError, match="no events"):
+        validate_events(ev[:0], (5, 10, 2), path="f.raw")
+    assert len(validate_events(ev[:0], (5, 10, 2), allow_empty=True)) == 0
+    with pytest.raises(EventFileError, match="dtype"):
+        validate_events(np.zeros(3, [("x", "i4")]), (5, 5, 2))
+
+
+def test_error_message_and_recording():
+    e = EventFileError("a.bin", "truncated record", 40)
+    assert str(e) == "a.bin: truncated record (at byte 40)" and isinstance(e, ValueError)
+    rec = Recording(make_events([0, 1], [0, 0], [10, 35], [1, 0]), (2, 1, 2))
+    assert len(rec) == 2 and rec.duration_us == 25
