@@ -1,0 +1,326 @@
+"""One residual SSM layer of the event classifier (``SSMBlock``).
+
+The block follows the layer of EventSSM (Schöne et al. 2024, arXiv 2404.18508; official code
+``event_ssm/layers.py`` ``SequenceLayer`` with ``prenorm: true``, the DVS configs' setting), which
+is also the layer of S7 (Soydan et al. 2024, arXiv 2410.03464, Figure 1; official code
+``event_ssm/layers.py`` of the S7 repository, same structure).  For input ``u`` (B, L, H_in):
+
+    h = LayerNorm(u)                                  prenorm, no batch statistics (streams)
+    h = W_in h                  only when H_in ≠ H    (see "width change" below)
+    y = SSM(h, dt)                                    S5 or S7 layer, y (B, L, H)
+    g = W_g Dropout(GELU(y)) + b_g                    gated output of S5/EventSSM/S7:
+    y = Dropout(y ⊙ σ(g))                             ``x * sigmoid(Dense(gelu(x)))``
+    out = skip(u) + y,  skip(u) = u  or  W_s u + b_s when H_in ≠ H
+
+Dropout masks are shared over time (EventSSM: ``broadcast_dims=[0]`` on the per-sequence (L, H)
+array, i.e. axis 1 of (B, L, H) here).
+
+Pooling block (``stride > 1``, the first layer of every stage in EventSSM): the SSM runs at the
+incoming event rate; its output is kept at the LAST event of each window of ``stride`` events
+(the state has integrated the whole window; EventSSM keeps the window's first event instead,
+DESIGN.md §4) while the residual path is pooled with ``pool_mode`` (EventSSM's
+``pooling_mode``: "last", "mean" (their "avgpool") or "time_weighted" (their "timepool")), and
+``dt`` is summed over the window.
+
+Width change ("expansion"): EventSSM's ``state_expansion_factor`` multiplies the SSM state size
+P by the factor at every stage and the feature width H at the first layer of every stage after
+the first (their SSM there maps H_in → H_out with B ∈ C^{P×H_in}, C ∈ C^{H_out×P} and a full
+D ∈ R^{H_out×H_in}; the skip path gets a Dense layer).  Our SSM layers keep H_in = H_out, so a
+bias-free ``W_in`` ∈ R^{H×H_in} precedes the SSM: B·W_in and diag(D)·W_in span exactly the same
+maps as EventSSM's B and D, so the function class is the same (with H·H_in extra weights).
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from eventssm.models.pooling import POOL_MODES, event_pool, pool_window_last
+from eventssm.models.scan import linear_recurrence
+
+__all__ = ["LAYER_KINDS", "SSMBlock", "has_recurrence", "make_ssm", "ssm_pooled", "window_states"]
+
+LAYER_KINDS = ("s5", "s7")
+
+
+def make_ssm(
+    layer: str,
+    d_model: int,
+    d_state: int,
+    *,
+    blocks: int = 1,
+    rank: int = 4,
+    conj_sym: bool = True,
+    discretization: str = "async",
+    dt_min: float = 1e-3,
+    dt_max: float = 1e-1,
+    step_rescale: float = 1.0,
+    scan_method: str = "associative",
+    rngs: nnx.Rngs,
+) -> nnx.Module:
+    """Build an S5 (``layer="s5"``) or S7 (``layer="s7"``) SSM with H = ``d_model``, P = ``d_state``.
+
+    ``blocks`` (number of HiPPO blocks of the S5 initialisation), ``discretization`` and
+    ``step_rescale`` only apply to S5; ``rank`` only to S7.
+    """
+    if layer == "s5":
+        from eventssm.models.s5 import S5SSM
+
+        return S5SSM(
+            d_model,
+            d_state,
+            blocks=blocks,
+            conj_sym=conj_sym,
+            discretization=discretization,
+            dt_min=dt_min,
+            dt_max=dt_max,
+            step_rescale=step_rescale,
+            scan_method=scan_method,
+            rngs=rngs,
+        )
+    if layer == "s7":
+        from eventssm.models.s7 import S7SSM
+
+        return S7SSM(
+            d_model,
+            d_state,
+            rank=rank,
+            conj_sym=conj_sym,
+            dt_min=dt_min,
+            dt_max=dt_max,
+            scan_method=scan_method,
+            rngs=rngs,
+        )
+    raise ValueError(f"layer must be one of {LAYER_KINDS}, got {layer!r}")
+
+
+#: strides up to this are reduced with an unrolled loop (one fused kernel), larger ones by lax.scan.
+_UNROLL_MAX = 32
+
+
+def window_states(
+    a: jax.Array,
+    b: jax.Array,
+    stride: int,
+    x0: jax.Array | None = None,
+    *,
+    method: str = "associative",
+) -> tuple[jax.Array, jax.Array]:
+    """States of ``x_k = a_k ⊙ x_{k−1} + b_k`` at the end of every window of ``stride`` events.
+
+    Two levels, without ever forming the (B, L, P) state sequence: inside each window w (all
+    windows at once) ``A_w = Π_k a_k`` and ``h̃_w = Σ_k (Π_{j>k} a_j) b_k`` from a zero state, then
+    the window-rate recurrence ``x_w = A_w ⊙ x_{w−1} + h̃_w`` (``linear_recurrence``).  The tail
+    is padded with the identity element (a = 1, b = 0); padded events inside the sequence must
+    carry a = 1, b = 0 too (dt = 0, u = 0), so the state at a window's end equals the state at
+    its last valid event.
+
+    Args:
+        a: (B, L, P) complex Λ̄_k.  b: (B, L, P) complex B̄_k u_k.
+        stride: window length.  x0: (B, P) state before the first event, or None (zeros).
+        method: scan method of the window-rate recurrence.
+    Returns:
+        (B, ceil(L/stride), P) states at the window ends and the final state (B, P).
+    """
+    b_sz, length, p = b.shape
+    n_win = -(-length // stride)
+    pad = n_win * stride - length
+    if pad:
+        a = jnp.pad(a, ((0, 0), (0, pad), (0, 0)), constant_values=1)
+        b = jnp.pad(b, ((0, 0), (0, pad), (0, 0)))
+    a = a.reshape(b_sz, n_win, stride, p)
+    b = b.reshape(b_sz, n_win, stride, p)
+    if stride <= _UNROLL_MAX:
+        # jnp.split (not indexing): its gradient is one concatenate instead of `stride` pads.
+        a_k = [x[:, :, 0] for x in jnp.split(a, stride, axis=2)]
+        b_k = [x[:, :, 0] for x in jnp.split(b, stride, axis=2)]
+        big_a, h = a_k[0], b_k[0]
+        for k in range(1, stride):
+            h = a_k[k] * h + b_k[k]
+            big_a = a_k[k] * big_a
+    else:
+
+        def inner(carry, ab):
+            prod, h = carry
+            return (ab[0] * prod, ab[0] * h + ab[1]), None
+
+        init = (jnp.ones_like(a[:, :, 0]), jnp.zeros_like(b[:, :, 0]))
+        (big_a, h), _ = jax.lax.scan(inner, init, (jnp.moveaxis(a, 2, 0), jnp.moveaxis(b, 2, 0)))
+    if x0 is None:
+        x0 = jnp.zeros((b_sz, p), b.dtype)
+    xs, x_last = linear_recurrence(
+        jnp.swapaxes(big_a, 0, 1), jnp.swapaxes(h, 0, 1), x0, method=method
+    )
+    return jnp.swapaxes(xs, 0, 1), x_last
+
+
+def has_recurrence(ssm: nnx.Module) -> bool:
+    """True when the SSM exposes ``recurrence_terms(u, dt)`` and ``output(x, u)`` (S5SSM does)."""
+    return callable(getattr(ssm, "recurrence_terms", None)) and callable(
+        getattr(ssm, "output", None)
+    )
+
+
+def ssm_pooled(
+    ssm: nnx.Module,
+    h: jax.Array,
+    dt: jax.Array,
+    mask: jax.Array,
+    stride: int,
+    x0: jax.Array | None = None,
+    *,
+    terms: tuple[jax.Array, jax.Array] | None = None,
+) -> tuple[jax.Array, jax.Array]:
+    """SSM output kept at the last valid event of every window of ``stride`` events.
+
+    Equals ``pool_window_last(ssm(h, dt, x0)[0], mask, stride)``.  When the SSM exposes its
+    recurrence (:func:`has_recurrence`), only the window-end states are formed
+    (:func:`window_states`) and the read-out ``y = Re(C̃ x) + D ⊙ u`` is applied at the window
+    ends only.
+
+    Args:
+        ssm: S5SSM / S7SSM.
+        h: (B, L, H) SSM input (zero at padded events).
+        dt: (B, L) time steps (zero at padded events).
+        mask: (B, L) bool valid events.
+        stride: window length.
+        x0: (B, P) initial state or None.
+        terms: precomputed ``(Λ̄_k, B̄_k u_k)`` (B, L, P) (e.g. from a token table), optional.
+    Returns:
+        y (B, ceil(L/stride), H) and the state after the last event (B, P).
+    """
+    if not has_recurrence(ssm):
+        y, x_last = ssm(h, dt, x0)
+        return pool_window_last(y, mask, stride), x_last
+    a, b = ssm.recurrence_terms(h, dt) if terms is None else terms
+    xs, x_last = window_states(a, b, stride, x0, method=ssm.scan_method)
+    return ssm.output(xs, pool_window_last(h, mask, stride)), x_last
+
+
+class SSMBlock(nnx.Module):
+    """Prenorm residual block: LayerNorm → [W_in] → S5/S7 SSM → [event pooling] → gate → residual.
+
+    Args:
+        d_in: H_in, width of the block input.
+        d_model: H, width of the SSM and of the block output.
+        d_state: P, SSM state size.
+        layer: "s5" or "s7".
+        blocks: S5 HiPPO blocks (block size P / blocks).
+        rank: S7 low-rank size of the input-dependent projections.
+        stride: pooling window in events; 1 = no pooling.
+        pool_mode: residual-path pooling, one of ``POOL_MODES``.
+        dropout: dropout rate (broadcast over time).
+        conj_sym, discretization, dt_min, dt_max, step_rescale, scan_method: passed to the SSM.
+        rngs: parameter and dropout RNG streams.
+    """
+
+    def __init__(
+        self,
+        d_in: int,
+        d_model: int,
+        d_state: int,
+        *,
+        layer: str = "s5",
+        blocks: int = 1,
+        rank: int = 4,
+        stride: int = 1,
+        pool_mode: str = "last",
+        dropout: float = 0.0,
+        conj_sym: bool = True,
+        discretization: str = "async",
+        dt_min: float = 1e-3,
+        dt_max: float = 1e-1,
+        step_rescale: float = 1.0,
+        scan_method: str = "associative",
+        rngs: nnx.Rngs,
+    ):
+        if stride < 1:
+            raise ValueError(f"stride must be >= 1, got {stride}")
+        if pool_mode not in POOL_MODES:
+            raise ValueError(f"pool_mode must be one of {POOL_MODES}, got {pool_mode!r}")
+        self.d_in = int(d_in)
+        self.d_model = int(d_model)
+        self.stride = int(stride)
+        self.pool_mode = pool_mode
+        self.norm = nnx.LayerNorm(d_in, rngs=rngs)
+        self.in_proj = (
+            nnx.Linear(d_in, d_model, use_bias=False, rngs=rngs) if d_in != d_model else None
+        )
+        self.ssm = make_ssm(
+            layer,
+            d_model,
+            d_state,
+            blocks=blocks,
+            rank=rank,
+            conj_sym=conj_sym,
+            discretization=discretization,
+            dt_min=dt_min,
+            dt_max=dt_max,
+            step_rescale=step_rescale,
+            scan_method=scan_method,
+            rngs=rngs,
+        )
+        self.gate = nnx.Linear(d_model, d_model, rngs=rngs)
+        self.skip_proj = nnx.Linear(d_in, d_model, rngs=rngs) if d_in != d_model else None
+        self.dropout = nnx.Dropout(dropout, broadcast_dims=(1,), rngs=rngs)
+
+    def pre(self, u: jax.Array) -> jax.Array:
+        """SSM input: LayerNorm then (if H_in ≠ H) ``W_in``.  (..., H_in) -> (..., H)."""
+        h = self.norm(u)
+        if self.in_proj is not None:
+            h = self.in_proj(h)
+        return h
+
+    def post(self, y: jax.Array, skip: jax.Array, *, deterministic: bool | None = None):
+        """Gated output plus residual: ``skip(u) + Dropout(y ⊙ σ(W_g Dropout(GELU(y)) + b_g))``.
+
+        Args:
+            y: (B, L, H) or (B, H) SSM output (already pooled in a pooling block).
+            skip: (B, L, H_in) or (B, H_in) residual input (pooled likewise).
+            deterministic: True disables dropout; None uses the module's train/eval mode.
+        Returns:
+            same leading shape as ``y``, width H.
+        """
+        g = self.dropout(jax.nn.gelu(y), deterministic=deterministic)
+        y = y * jax.nn.sigmoid(self.gate(g))
+        y = self.dropout(y, deterministic=deterministic)
+        if self.skip_proj is not None:
+            skip = self.skip_proj(skip)
+        return skip + y
+
+    def core(
+        self, u: jax.Array, dt: jax.Array, mask: jax.Array
+    ) -> tuple[jax.Array, jax.Array, jax.Array, jax.Array]:
+        """Everything before the gate: norm, SSM, pooling (no dropout, no RNG use).
+
+        Returns (y (B, L', H) SSM output, skip (B, L', H_in) residual input, dt' (B, L'),
+        mask' (B, L')), pooled when ``stride > 1``.
+        """
+        h = jnp.where(mask[..., None], self.pre(u), 0.0)
+        dt_ssm = jnp.where(mask, dt, 0.0)
+        if self.stride > 1:
+            y, _ = ssm_pooled(self.ssm, h, dt_ssm, mask, self.stride)
+            u, dt, mask = event_pool(u, dt, mask, stride=self.stride, mode=self.pool_mode)
+        else:
+            y, _ = self.ssm(h, dt_ssm)
+        return y, u, dt, mask
+
+    def __call__(
+        self, u: jax.Array, dt: jax.Array, mask: jax.Array, *, remat: bool = False
+    ) -> tuple[jax.Array, jax.Array, jax.Array]:
+        """Apply the block to a padded batch.
+
+        Args:
+            u: (B, L, H_in) float32.
+            dt: (B, L) float32 time steps.
+            mask: (B, L) bool valid events.  Padded positions feed u = 0, dt = 0 to the SSM,
+                which leaves its state unchanged, so padding never changes valid outputs.
+            remat: recompute :meth:`core` (the SSM) in the backward pass instead of storing
+                its activations (``jax.checkpoint``).
+        Returns:
+            (out (B, L', H), dt' (B, L'), mask' (B, L')) with L' = ceil(L / stride).
+        """
+        core = jax.checkpoint(self.core) if remat else self.core
+        y, skip, dt, mask = core(u, dt, mask)
+        return self.post(y, skip), dt, mask
