@@ -39,7 +39,10 @@ from flax import nnx
 from eventssm.models.pooling import POOL_MODES, event_pool, pool_window_last
 from eventssm.models.scan import linear_recurrence
 
-__all__ = ["LAYER_KINDS", "SSMBlock", "has_recurrence", "make_ssm", "ssm_pooled", "window_states"]
+__all__ = [
+    "LAYER_KINDS", "SSMBlock", "has_recurrence", "make_ssm", "scan_time_chunks", "ssm_pooled",
+    "table_terms", "window_states", "window_states_exp",
+]
 
 LAYER_KINDS = ("s5", "s7")
 
@@ -155,6 +158,59 @@ def window_states(
     return jnp.swapaxes(xs, 0, 1), x_last
 
 
+def window_states_exp(
+    rate: jax.Array,
+    dt: jax.Array,
+    b: jax.Array,
+    stride: int,
+    x0: jax.Array | None = None,
+    *,
+    method: str = "associative",
+) -> tuple[jax.Array, jax.Array]:
+    """:func:`window_states` for ``a_k = exp(r_k·dt_k)``, without the in-window product chain.
+
+    With ``τ_k = Σ_{j>k} r_j dt_j`` (sum over the later events of the same window), the window
+    terms are ``A_w = exp(Σ_k r_k dt_k)`` and ``h̃_w = Σ_k exp(τ_k) ⊙ b_k``: one exponential per
+    event and state as before, but a weighted sum instead of ``stride`` dependent steps, whose
+    backward pass is about twice as cheap.  For a rate shared by all events (S5, ``rate``
+    ``(P,)``) ``τ_k = r·Σ_{j>k} dt_j`` needs only a scalar cumulative sum per event.
+
+    Args:
+        rate: (P,) or (B, L, P) complex ``r_k`` (Re ≤ 0).  dt: (B, L) float32 (0 at padded
+            events).  b: (B, L, P) complex ``B̄_k u_k`` (0 at padded events).
+        stride: window length.  x0: (B, P) state before the first event, or None (zeros).
+        method: scan method of the window-rate recurrence.
+    Returns:
+        (B, ceil(L/stride), P) states at the window ends and the final state (B, P).
+    """
+    b_sz, length, p = b.shape
+    n_win = -(-length // stride)
+    pad = n_win * stride - length
+    dt = jnp.asarray(dt, jnp.float32)
+    if pad:
+        dt = jnp.pad(dt, ((0, 0), (0, pad)))
+        b = jnp.pad(b, ((0, 0), (0, pad), (0, 0)))
+        if rate.ndim == 3:
+            rate = jnp.pad(rate, ((0, 0), (0, pad), (0, 0)))
+    dt = dt.reshape(b_sz, n_win, stride)
+    b = b.reshape(b_sz, n_win, stride, p)
+    if rate.ndim == 1:
+        later = jax.lax.cumsum(dt, axis=2, reverse=True) - dt  # Σ_{j>k} dt_j, (B, W, S)
+        weights = jnp.exp(rate * later[..., None])
+        big_a = jnp.exp(rate * jnp.sum(dt, axis=2)[..., None])
+    else:
+        z = rate.reshape(b_sz, n_win, stride, p) * dt[..., None]
+        weights = jnp.exp(jax.lax.cumsum(z, axis=2, reverse=True) - z)
+        big_a = jnp.exp(jnp.sum(z, axis=2))
+    h = jnp.sum(weights * b, axis=2)
+    if x0 is None:
+        x0 = jnp.zeros((b_sz, p), b.dtype)
+    xs, x_last = linear_recurrence(
+        jnp.swapaxes(big_a.astype(b.dtype), 0, 1), jnp.swapaxes(h, 0, 1), x0, method=method
+    )
+    return jnp.swapaxes(xs, 0, 1), x_last
+
+
 def has_recurrence(ssm: nnx.Module) -> bool:
     """True when the SSM exposes ``recurrence_terms(u, dt)`` and ``output(x, u)`` (S5SSM does)."""
     return callable(getattr(ssm, "recurrence_terms", None)) and callable(
@@ -164,13 +220,14 @@ def has_recurrence(ssm: nnx.Module) -> bool:
 
 def ssm_pooled(
     ssm: nnx.Module,
-    h: jax.Array,
+    h: jax.Array | None,
     dt: jax.Array,
     mask: jax.Array,
     stride: int,
     x0: jax.Array | None = None,
     *,
     terms: tuple[jax.Array, jax.Array] | None = None,
+    h_last: jax.Array | None = None,
 ) -> tuple[jax.Array, jax.Array]:
     """SSM output kept at the last valid event of every window of ``stride`` events.
 
@@ -181,21 +238,64 @@ def ssm_pooled(
 
     Args:
         ssm: S5SSM / S7SSM.
-        h: (B, L, H) SSM input (zero at padded events).
+        h: (B, L, H) SSM input (zero at padded events); may be None when ``terms`` and
+            ``h_last`` are given.
         dt: (B, L) time steps (zero at padded events).
         mask: (B, L) bool valid events.
         stride: window length.
         x0: (B, P) initial state or None.
-        terms: precomputed ``(Λ̄_k, B̄_k u_k)`` (B, L, P) (e.g. from a token table), optional.
+        terms: precomputed ``(Λ̄_k, B̄_k u_k)`` (B, L, P), or ``(rate, dt, B̄_k u_k)`` with
+            ``Λ̄_k = exp(rate_k·dt_k)`` (:func:`window_states_exp`; e.g. from a token table).
+            When None, SSMs with ``token_terms`` use the exponential form too.
+        h_last: precomputed ``pool_window_last(h, mask, stride)`` (B, W, H), optional.
     Returns:
         y (B, ceil(L/stride), H) and the state after the last event (B, P).
     """
     if not has_recurrence(ssm):
         y, x_last = ssm(h, dt, x0)
         return pool_window_last(y, mask, stride), x_last
-    a, b = ssm.recurrence_terms(h, dt) if terms is None else terms
-    xs, x_last = window_states(a, b, stride, x0, method=ssm.scan_method)
-    return ssm.output(xs, pool_window_last(h, mask, stride)), x_last
+    if terms is None and getattr(ssm, "has_token_terms", False):
+        rate, b = ssm.token_terms(h)
+        terms = (rate, dt, b)
+    if terms is None:
+        a, b = ssm.recurrence_terms(h, dt)
+        xs, x_last = window_states(a, b, stride, x0, method=ssm.scan_method)
+    elif len(terms) == 3:
+        xs, x_last = window_states_exp(*terms, stride, x0, method=ssm.scan_method)
+    else:
+        xs, x_last = window_states(*terms, stride, x0, method=ssm.scan_method)
+    if h_last is None:
+        h_last = pool_window_last(h, mask, stride)
+    return ssm.output(xs, h_last), x_last
+
+
+def table_terms(
+    table: tuple[jax.Array, jax.Array, jax.Array],
+    tokens: jax.Array,
+    dt: jax.Array,
+    mask: jax.Array,
+    stride: int,
+) -> tuple[jax.Array, tuple[jax.Array, jax.Array]]:
+    """Recurrence terms of a first block from its token table (``EventClassifier.token_table``).
+
+    Per event: the rate of ``Λ̄_k = exp(rate[token_k]·dt_k)`` and ``B̄_k u_k = b_tab[token_k]``
+    (0 at padded events, whose dt is 0, so ``Λ̄_k = 1``); the SSM input is gathered only at the
+    last valid event of every window, the one place :func:`ssm_pooled` reads it.
+
+    Args:
+        table: ``(pre_tab (V, H), rate (P,) or (V, P), b_tab (V, P))``.
+        tokens: (B, L) int32.  dt: (B, L) float32 (0 at padded events).  mask: (B, L) bool.
+        stride: pooling window.
+    Returns:
+        ``h_last`` (B, ceil(L/stride), H) and the ``terms`` of :func:`ssm_pooled`:
+        ``(rate (P,) or (B, L, P), dt (B, L), B̄u (B, L, P))``.
+    """
+    pre_tab, rate, b_tab = table
+    b = jnp.where(mask[..., None], b_tab[tokens], 0.0)
+    tok_last = pool_window_last(tokens[..., None], mask, stride)[..., 0]
+    has_valid = pool_window_last(mask[..., None], mask, stride)
+    h_last = jnp.where(has_valid, pre_tab[tok_last], 0.0)
+    return h_last, (rate[tokens] if rate.ndim == 2 else rate, dt, b)
 
 
 class SSMBlock(nnx.Module):
@@ -290,24 +390,33 @@ class SSMBlock(nnx.Module):
         return skip + y
 
     def core(
-        self, u: jax.Array, dt: jax.Array, mask: jax.Array
-    ) -> tuple[jax.Array, jax.Array, jax.Array, jax.Array]:
+        self, u: jax.Array, dt: jax.Array, mask: jax.Array, x0: jax.Array | None = None
+    ) -> tuple[jax.Array, tuple[jax.Array, jax.Array, jax.Array, jax.Array]]:
         """Everything before the gate: norm, SSM, pooling (no dropout, no RNG use).
 
-        Returns (y (B, L', H) SSM output, skip (B, L', H_in) residual input, dt' (B, L'),
-        mask' (B, L')), pooled when ``stride > 1``.
+        Args: u (B, L, H_in), dt (B, L), mask (B, L), x0 (B, P) SSM state before the first
+        event or None (zeros).
+        Returns the SSM state after the last event (B, P) and (y (B, L', H) SSM output,
+        skip (B, L', H_in) residual input, dt' (B, L'), mask' (B, L')), pooled when
+        ``stride > 1``.
         """
         h = jnp.where(mask[..., None], self.pre(u), 0.0)
         dt_ssm = jnp.where(mask, dt, 0.0)
         if self.stride > 1:
-            y, _ = ssm_pooled(self.ssm, h, dt_ssm, mask, self.stride)
+            y, x_last = ssm_pooled(self.ssm, h, dt_ssm, mask, self.stride, x0)
             u, dt, mask = event_pool(u, dt, mask, stride=self.stride, mode=self.pool_mode)
         else:
-            y, _ = self.ssm(h, dt_ssm)
-        return y, u, dt, mask
+            y, x_last = self.ssm(h, dt_ssm, x0)
+        return x_last, (y, u, dt, mask)
 
     def __call__(
-        self, u: jax.Array, dt: jax.Array, mask: jax.Array, *, remat: bool = False
+        self,
+        u: jax.Array,
+        dt: jax.Array,
+        mask: jax.Array,
+        *,
+        remat: bool = False,
+        time_chunk: int | None = None,
     ) -> tuple[jax.Array, jax.Array, jax.Array]:
         """Apply the block to a padded batch.
 
@@ -318,9 +427,63 @@ class SSMBlock(nnx.Module):
                 which leaves its state unchanged, so padding never changes valid outputs.
             remat: recompute :meth:`core` (the SSM) in the backward pass instead of storing
                 its activations (``jax.checkpoint``).
+            time_chunk: when given and shorter than L, run :meth:`core` over time chunks of
+                about this many events (a multiple of the stride) in a ``lax.scan`` carrying
+                the SSM state (:func:`scan_time_chunks`).  The results are the same; with
+                ``remat`` only one chunk's activations are ever live in the backward pass
+                (XLA:CPU does not reduce memory for a ``jax.checkpoint`` outside a loop).
         Returns:
             (out (B, L', H), dt' (B, L'), mask' (B, L')) with L' = ceil(L / stride).
         """
-        core = jax.checkpoint(self.core) if remat else self.core
-        y, skip, dt, mask = core(u, dt, mask)
+        if time_chunk is not None and u.shape[1] > time_chunk:
+            x0 = self.ssm.init_state(u.shape[0])
+            y, skip, dt, mask = scan_time_chunks(
+                self.core, x0, (u, dt, mask), self.stride, time_chunk, remat=remat
+            )
+        else:
+            core = jax.checkpoint(self.core) if remat else self.core
+            _, (y, skip, dt, mask) = core(u, dt, mask)
         return self.post(y, skip), dt, mask
+
+
+def scan_time_chunks(body, carry0, xs: tuple[jax.Array, ...], stride: int, time_chunk: int,
+                     *, remat: bool = False) -> tuple[jax.Array, ...]:
+    """Run ``body`` over time chunks of (B, L, ...) inputs, carrying a state (``lax.scan``).
+
+    The chunk length is ``t = stride·ceil(min(L, time_chunk)/stride)`` so pooling windows never
+    straddle two chunks; the inputs are zero-padded to a multiple of ``t`` (padding must be
+    neutral: mask False, dt 0).  ``body(*chunk_inputs, carry) -> (carry, outputs)`` gets
+    (B, t, ...) arrays and returns (B, t/stride, ...) outputs, which are joined and cut to
+    ceil(L/stride).  With ``remat`` the body is recomputed chunk by chunk in the backward
+    pass, so no (B, L, ·) intermediate of the body is stored.
+    The body is called as ``body(*chunk_inputs, carry)`` (as :meth:`SSMBlock.core`).
+
+    Args:
+        body: the per-chunk function.  carry0: initial carry (e.g. the SSM state (B, P)).
+        xs: inputs, each (B, L, ...).  stride: window length of the body's pooling (1: none).
+        time_chunk: requested chunk length in events.  remat: ``jax.checkpoint`` the body.
+    Returns:
+        the tuple of outputs, each (B, ceil(L/stride), ...).
+    """
+    b_sz, length = xs[0].shape[:2]
+    t = stride * max(1, -(-min(length, time_chunk) // stride))
+    n = -(-length // t)
+    pad = n * t - length
+
+    def chunks(a):  # (B, n·t, ...) -> (n, B, t, ...)
+        if pad:
+            a = jnp.pad(a, [(0, 0), (0, pad)] + [(0, 0)] * (a.ndim - 2))
+        return jnp.swapaxes(a.reshape(b_sz, n, t, *a.shape[2:]), 0, 1)
+
+    def body_call(carry, inp):
+        return body(*inp, carry)
+
+    fn = jax.checkpoint(body_call) if remat else body_call
+    _, outs = jax.lax.scan(fn, carry0, tuple(chunks(a) for a in xs))
+    keep = -(-length // stride)
+
+    def unchunk(a):  # (n, B, t/stride, ...) -> (B, ceil(L/stride), ...)
+        a = jnp.swapaxes(a, 0, 1)
+        return a.reshape(b_sz, n * (t // stride), *a.shape[3:])[:, :keep]
+
+    return tuple(unchunk(a) for a in outs)

@@ -32,15 +32,13 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from eventssm.models.blocks import LAYER_KINDS, SSMBlock, ssm_pooled
+from eventssm.models.blocks import LAYER_KINDS, SSMBlock, scan_time_chunks, ssm_pooled, table_terms
 from eventssm.models.pooling import (
     POOL_MODES,
     TIME_WEIGHT_EPS,
     event_pool,
     lengths_to_mask,
-    pooled_length,
 )
-from eventssm.models.s5 import S5SSM
 
 __all__ = ["HEAD_MODES", "ClassifierConfig", "EventClassifier", "StageDims", "head_pool"]
 
@@ -88,6 +86,11 @@ class ClassifierConfig:
         remat: recompute the event-rate activations in the backward pass instead of storing
             them (memory for time): the first pooling block's time chunks and every block that
             runs before the first pooling (pooled stages are L/stride shorter and stored).
+        remat_blocks: also recompute every later block's SSM and pooling (``SSMBlock.core``)
+            in the backward pass, in time chunks of ``block_chunk`` elements: less memory for
+            the input-dependent S7 layers, whose per-element terms are many (B, L/stride, P)
+            arrays.  Does not change the results.
+        block_chunk: time chunk (elements) of the blocks recomputed under ``remat_blocks``.
         time_chunk: events per time chunk of the first pooling block (embedding + first
             block run chunk by chunk with the state carried, so no (B, L, ·) event-rate
             array larger than one chunk is ever live; with ``remat`` every chunk is
@@ -115,7 +118,9 @@ class ClassifierConfig:
     discretization: str = "async"
     step_rescale: float = 1.0
     remat: bool = False
+    remat_blocks: bool = False
     time_chunk: int = 8192
+    block_chunk: int = 1024
 
     def __post_init__(self):
         stride = self.stride
@@ -124,7 +129,7 @@ class ClassifierConfig:
         stride = tuple(int(s) for s in stride)
         object.__setattr__(self, "stride", stride)
         positive = ("vocab_size", "n_classes", "d_model", "d_state", "blocks", "n_stages",
-                    "layers_per_stage", "expansion", "rank", "time_chunk")
+                    "layers_per_stage", "expansion", "rank", "time_chunk", "block_chunk")
         for name in positive:
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"ClassifierConfig.{name} must be >= 1, got {getattr(self, name)}")
@@ -302,32 +307,40 @@ class EventClassifier(nnx.Module):
             x = self.embed(tokens)
         for block in blocks:
             event_rate = event_rate and block.stride == 1
-            x, dt, mask = block(x, dt, mask, remat=self.config.remat and event_rate)
+            if event_rate or not self.config.remat_blocks:
+                x, dt, mask = block(x, dt, mask, remat=self.config.remat and event_rate)
+            else:
+                x, dt, mask = block(x, dt, mask, remat=True, time_chunk=self.config.block_chunk)
         return x, dt, mask
 
-    #: use the token table when (events in the batch) >= ratio × vocab_size (see _token_table).
+    #: use the token table when (events in the batch) >= ratio × vocab_size (see token_table).
     token_table_ratio: float = 1.0
 
-    def _token_table(self, n_events: int):
-        """Per-token SSM input of the first block, or None when not applicable / not worth it.
+    def token_table(self) -> tuple[jax.Array, jax.Array, jax.Array] | None:
+        """Per-token terms of the first block's SSM, or None when they depend on dt.
 
-        The first block's SSM input ``h_k = LayerNorm(E[token_k])`` depends on the token only, and
-        for an S5 layer with "async" or "dirac" discretization so does ``B̄ h_k`` (B̄ does not
-        depend on dt_k).  Then ``(pre(E), γ ⊙ B̃ pre(E))`` — (V, H) and (V, P) — are computed once
-        per call and gathered per event, replacing a (B·L, H)×(H, P) complex product by a (V, H)×
-        (H, P) one; used when B·L ≥ ``token_table_ratio``·V.
+        The first block's SSM input ``h_k = pre(E[token_k])`` (LayerNorm, [W_in]) depends on the
+        token only, and so do the SSM's dt-free terms (``token_terms``: S5 with "async"/"dirac",
+        and S7, whose λ_k, δ_k, B_k depend on h_k alone).  Tabulating them over the vocabulary
+        replaces per-event products ((H × P) complex, S7's selection) by gathers; per event
+        only ``Λ̄_k = exp(rate[token_k]·dt_k)`` remains.
+
+        Returns:
+            ``(pre_tab (V, H), rate (P,) or (V, P) complex64, b_tab (V, P) complex64)`` or None.
         """
         blk = self.blocks[0]
-        ssm = blk.ssm
-        if not (
-            isinstance(ssm, S5SSM)
-            and ssm.discretization in ("async", "dirac")
-            and n_events >= self.token_table_ratio * self.config.vocab_size
-        ):
+        if not getattr(blk.ssm, "has_token_terms", False):
             return None
         pre_tab = blk.pre(self.embed.embedding[...])
-        _, b_tab = ssm.recurrence_terms(pre_tab, jnp.zeros(pre_tab.shape[:1], pre_tab.dtype))
-        return pre_tab, b_tab
+        rate, b_tab = blk.ssm.token_terms(pre_tab)
+        return pre_tab, rate, b_tab
+
+    def _token_table(self, n_events: int):
+        """:meth:`token_table` when the batch has ≥ ``token_table_ratio``·V events, else None
+        (the table costs a pass over the vocabulary)."""
+        if n_events < self.token_table_ratio * self.config.vocab_size:
+            return None
+        return self.token_table()
 
     def _stem(self, tokens, dt, mask):
         """Embedding + first (pooling) block, time chunk by time chunk.
@@ -340,45 +353,22 @@ class EventClassifier(nnx.Module):
         blk = self.blocks[0]
         s = blk.stride
         b_sz, length = tokens.shape
-        t = s * max(1, -(-min(length, self.config.time_chunk) // s))
-        n = -(-length // t)
-        pad = n * t - length
-        if pad:
-            tokens = jnp.pad(tokens, ((0, 0), (0, pad)))
-            dt = jnp.pad(dt, ((0, 0), (0, pad)))
-            mask = jnp.pad(mask, ((0, 0), (0, pad)))
-
-        def chunks(a):  # (B, n·t) -> (n, B, t)
-            return jnp.swapaxes(a.reshape(b_sz, n, t), 0, 1)
-
         table = self._token_table(b_sz * length)
 
-        def body(x, inp):
-            tok, d, m = inp
+        def body(tok, d, m, x):
             u = self.embed(tok)
             if table is None:
                 h = jnp.where(m[..., None], blk.pre(u), 0.0)
-                terms = None
+                y, x = ssm_pooled(blk.ssm, h, d, m, s, x0=x)
             else:
-                pre_tab, b_tab = table
-                h = jnp.where(m[..., None], pre_tab[tok], 0.0)
-                a, _ = blk.ssm.recurrence_terms(jnp.zeros((1, 1, h.shape[-1]), h.dtype), d)
-                terms = (a, jnp.where(m[..., None], b_tab[tok], 0.0))
-            y, x = ssm_pooled(blk.ssm, h, d, m, s, x0=x, terms=terms)
-            skip, d_p, m_p = event_pool(u, d, m, stride=s, mode=blk.pool_mode)
-            return x, (y, skip, d_p, m_p)
+                h_last, terms = table_terms(table, tok, d, m, s)
+                y, x = ssm_pooled(blk.ssm, None, d, m, s, x0=x, terms=terms, h_last=h_last)
+            return x, (y, *event_pool(u, d, m, stride=s, mode=blk.pool_mode))
 
-        if self.config.remat:
-            body = jax.checkpoint(body)
-        xs = (chunks(tokens), chunks(dt), chunks(mask))
-        _, outs = jax.lax.scan(body, blk.ssm.init_state(b_sz), xs)
-        keep = pooled_length(length, s)
-
-        def unchunk(a):  # (n, B, t/s, ...) -> (B, ceil(L/s), ...)
-            a = jnp.swapaxes(a, 0, 1)
-            return a.reshape(b_sz, n * (t // s), *a.shape[3:])[:, :keep]
-
-        y, skip, d_p, m_p = (unchunk(a) for a in outs)
+        y, skip, d_p, m_p = scan_time_chunks(
+            body, blk.ssm.init_state(b_sz), (tokens, dt, mask), s, self.config.time_chunk,
+            remat=self.config.remat,
+        )
         return blk.post(y, skip), d_p, m_p
 
     def __call__(

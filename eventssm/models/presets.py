@@ -17,8 +17,9 @@
     layers, stride 4, expansion 2, chunked scan (cheapest to compile on CPU).
 
 Every preset can be built with S5 or S7 layers (``layer=``); other fields can be overridden.
-The DVS presets default to ``remat=True`` and the "chunked" scan, the fastest settings measured
-on CPU (benchmarks/results/model.md); neither changes the model's function.
+The DVS presets default to ``remat=True``, ``remat_blocks=True`` and the "chunked" scan, the
+fastest and lightest settings measured on CPU (benchmarks/RESULTS.md); none of them changes the
+model's function.
 """
 
 from __future__ import annotations
@@ -48,6 +49,10 @@ _DVS_COMMON = dict(
     # this is both faster and lighter (benchmarks/results/model.md: batch 8 × 65,536, S5,
     # 137 k vs 57 k tokens/s training, 2.9 vs 5.2 GiB peak RSS).
     remat=True,
+    # also recompute the pooled-rate blocks, time chunk by time chunk: the S7 training step at
+    # batch 8 × 65,536 needs 2.3 instead of 4.5 GiB peak RSS, S5 1.7 instead of 2.6 GiB, at
+    # the same CPU time per step (benchmarks/RESULTS.md).
+    remat_blocks=True,
     scan_method="chunked",
 )
 

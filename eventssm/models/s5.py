@@ -23,11 +23,11 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from eventssm.models.discretization import DISCRETIZATIONS, discretize
+from eventssm.models.discretization import DISCRETIZATIONS, discretize, phi1
 from eventssm.models.init import block_hippo_n
 from eventssm.models.scan import ScanMethod, linear_recurrence
 
-__all__ = ["S5SSM"]
+__all__ = ["S5SSM", "decay"]
 
 _MAX_RE_LAMBDA = -1e-4  # S5's clip_eigs bound on Re Λ
 
@@ -118,6 +118,12 @@ def check_inputs(u: jax.Array, dt: jax.Array, d_model: int) -> None:
         raise ValueError(f"dt must have shape {u.shape[:2]} (B, L), got {dt.shape}")
 
 
+def decay(rate: jax.Array, dt: jax.Array) -> jax.Array:
+    """``Λ̄_k = exp(rate_k · dt_k)``: ``rate`` ``(P,)`` or ``(..., P)`` complex, ``dt`` ``(...)``
+    → ``(..., P)`` complex64 (``dt_k = 0`` gives 1: the state is kept)."""
+    return jnp.exp(rate * jnp.asarray(dt, jnp.float32)[..., None]).astype(jnp.complex64)
+
+
 def run_recurrence(
     Lambda_bar: jax.Array, Bu_bar: jax.Array, x0: jax.Array | None, method: str
 ) -> tuple[jax.Array, jax.Array]:
@@ -199,11 +205,44 @@ class S5SSM(nnx.Module):
         re = jnp.minimum(self.Lambda_re[...], _MAX_RE_LAMBDA)
         return jax.lax.complex(re, self.Lambda_im[...])
 
+    @property
+    def has_token_terms(self) -> bool:
+        """True when ``B̄ u_k`` does not depend on ``dt_k`` ("async", "dirac"): see :meth:`token_terms`."""
+        return self.discretization in ("async", "dirac")
+
+    def token_terms(self, u: jax.Array) -> tuple[jax.Array, jax.Array]:
+        """The dt-free parts of the recurrence: ``(Λδ, B̄ u)`` with ``Λ̄_k = exp(Λδ·dt_k)``.
+
+        For "async" and "dirac" ``B̄ u_k`` depends on ``u_k`` only, so a table over the token
+        vocabulary (``u`` = one row per token) can replace per-event products; :func:`decay`
+        then gives ``Λ̄_k`` from the rate.
+
+        Args:
+            u: ``(..., H)`` float32 inputs.
+        Returns:
+            rate ``(P,)`` complex64 (the same for every input) and ``B̄ u`` ``(..., P)`` complex64.
+        Raises:
+            ValueError: for "zoh", whose ``B̄`` depends on ``dt_k``.
+        """
+        if not self.has_token_terms:
+            raise ValueError(f"token_terms needs 'async' or 'dirac', not {self.discretization!r}")
+        u = jnp.asarray(u, jnp.float32)
+        step = self.step_rescale * jnp.exp(self.log_step[...])
+        rate = self.Lambda() * step
+        B = self.B[...]
+        Bu = jax.lax.complex(u @ B[..., 0].T, u @ B[..., 1].T)
+        if self.discretization == "async":
+            Bu = step * phi1(rate) * Bu
+        return rate.astype(jnp.complex64), Bu.astype(jnp.complex64)
+
     def recurrence_terms(self, u: jax.Array, dt: jax.Array) -> tuple[jax.Array, jax.Array]:
         """``(Λ̄_k, B̄_k u_k)`` for inputs ``u`` ``(..., H)`` and ``dt`` ``(...)``.
 
         Returns two complex64 arrays of shape ``(..., P)``.
         """
+        if self.has_token_terms:
+            rate, Bu = self.token_terms(u)
+            return decay(rate, dt), Bu
         u = jnp.asarray(u, jnp.float32)
         step = self.step_rescale * jnp.exp(self.log_step[...])
         Lambda_bar, gamma = discretize(self.discretization, self.Lambda(), step, dt)

@@ -49,6 +49,7 @@ from eventssm.models.s5 import (
     as_complex,
     check_inputs,
     complex_param,
+    decay,
     init_B_C,
     log_uniform,
     random_fields,
@@ -199,18 +200,34 @@ class S7SSM(nnx.Module):
         step = jax.nn.softplus(z @ self.U_step[...].T + self.b_step[...])
         return lam, step
 
-    def recurrence_terms(self, u: jax.Array, dt: jax.Array) -> tuple[jax.Array, jax.Array]:
-        """``(Λ̄_k, B̄_k u_k)`` for ``u`` ``(..., H)`` and ``dt`` ``(...)``: complex64 ``(..., P)``."""
+    has_token_terms = True  # B̄_k u_k depends on u_k only (see token_terms)
+
+    def token_terms(self, u: jax.Array) -> tuple[jax.Array, jax.Array]:
+        """The dt-free parts of the recurrence: ``(λ_k δ_k, B̄_k u_k)``, ``Λ̄_k = exp(λ_k δ_k dt_k)``.
+
+        Both depend on ``u_k`` alone, so for the first layer (``u_k`` a function of the token)
+        they can be tabulated over the vocabulary once per call.
+
+        Args:
+            u: ``(..., H)`` float32 inputs.
+        Returns:
+            rate ``λ_k δ_k`` and ``B̄_k u_k = γ_k ⊙ (B_k u_k)``, both ``(..., P)`` complex64, with
+            ``γ_k = (exp(λ_k δ_k) − 1)/λ_k``.
+        """
         u = jnp.asarray(u, jnp.float32)
         z = self.selection(u)
         lam, step = self.continuous_params(z)
-        lam_step = lam * step
-        Lambda_bar = jnp.exp(lam_step * jnp.asarray(dt, jnp.float32)[..., None])
-        gamma = step * phi1(lam_step)  # (exp(λ δ) − 1)/λ
+        rate = lam * step
+        gamma = step * phi1(rate)  # (exp(λ δ) − 1)/λ
         B = self.B[...]
         Bu = jax.lax.complex(u @ B[..., 0].T, u @ B[..., 1].T)
         Bu = Bu + (z * (u @ self.W_B[...])).astype(jnp.complex64) @ as_complex(self.U_B[...]).T
-        return Lambda_bar.astype(jnp.complex64), (gamma * Bu).astype(jnp.complex64)
+        return rate.astype(jnp.complex64), (gamma * Bu).astype(jnp.complex64)
+
+    def recurrence_terms(self, u: jax.Array, dt: jax.Array) -> tuple[jax.Array, jax.Array]:
+        """``(Λ̄_k, B̄_k u_k)`` for ``u`` ``(..., H)`` and ``dt`` ``(...)``: complex64 ``(..., P)``."""
+        rate, Bu = self.token_terms(u)
+        return decay(rate, dt), Bu
 
     def output(self, x: jax.Array, u: jax.Array) -> jax.Array:
         """``y_k = Re(C_k x_k) (×2 if conj_sym) + D_k ⊙ u_k``; ``x`` ``(..., P)``, ``u`` ``(..., H)``."""

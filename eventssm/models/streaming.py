@@ -50,6 +50,7 @@ from flax import nnx
 from eventssm.models.blocks import has_recurrence
 from eventssm.models.classifier import EventClassifier
 from eventssm.models.pooling import TIME_WEIGHT_EPS
+from eventssm.models.s5 import decay
 from eventssm.models.scan import linear_recurrence
 
 __all__ = ["StreamState", "Streamer", "init_state", "step", "step_chunk"]
@@ -231,7 +232,13 @@ def _take(a: jax.Array, idx: jax.Array) -> jax.Array:
 
 
 def _chunk_impl(
-    model: EventClassifier, state: StreamState, tokens, dt, mask=None, last_only: bool = False
+    model: EventClassifier,
+    state: StreamState,
+    tokens,
+    dt,
+    mask=None,
+    last_only: bool = False,
+    table=None,
 ):
     tokens = jnp.asarray(tokens, jnp.int32)
     dt = jnp.asarray(dt, jnp.float32)
@@ -248,13 +255,32 @@ def _chunk_impl(
     x = model.embed(tokens)
     all_final = True  # every element final, up to skipped (masked) events
     new_blocks = []
-    for blk, st in zip(model.blocks, state["blocks"]):
-        h = blk.pre(x)
-        if all_final:
+    for i, (blk, st) in enumerate(zip(model.blocks, state["blocks"])):
+        if i == 0 and table is not None:
+            # token table (EventClassifier.token_table): per event only a gather and
+            # Λ̄_k = exp(rate[token_k]·dt_k); the read-out waits until the positions it is
+            # needed at are known (with last_only, the window ends and the last event)
+            pre_tab, rate, b_tab = table
+            a = decay(rate[tokens] if rate.ndim == 2 else rate, dt)
+            b = jnp.where(final[..., None], b_tab[tokens], 0.0)
+            xs, x_last = linear_recurrence(
+                jnp.swapaxes(a, 0, 1), jnp.swapaxes(b, 0, 1), st["x"], method=method
+            )
+            states = jnp.swapaxes(xs, 0, 1)
+
+            def read_out(pos=None, states=states, fin=final, pre_tab=pre_tab, ssm=blk.ssm):
+                tok, xs = tokens, states
+                if pos is not None:
+                    tok, fin, xs = _take(tok, pos), _take(fin, pos), _take(xs, pos)
+                return ssm.output(xs, jnp.where(fin[..., None], pre_tab[tok], 0.0))
+
+            y = read_out() if blk.stride == 1 or not last_only else None
+        elif all_final:
             # skipped events feed u = 0, dt = 0: the parallel scan leaves the state unchanged
+            h = blk.pre(x)
             y, x_last = blk.ssm(jnp.where(final[..., None], h, 0.0), dt, st["x"])
         else:
-            y, x_last = _ssm_committed(blk.ssm, st["x"], h, dt, final, method)
+            y, x_last = _ssm_committed(blk.ssm, st["x"], blk.pre(x), dt, final, method)
         nst = {"x": x_last}
         if blk.stride > 1:
             s = blk.stride
@@ -282,7 +308,8 @@ def _chunk_impl(
             final = close
             if last_only:  # deeper layers only need the final elements and the last one
                 idx, valid = _compact(close, last_pos, s)
-                y, skip, dt = _take(y, idx), _take(skip, idx), _take(dt, idx)
+                y = read_out(idx) if y is None else _take(y, idx)
+                skip, dt = _take(skip, idx), _take(dt, idx)
                 final = _take(close, idx) & valid
                 last_pos = jnp.full((b_sz,), idx.shape[1] - 1)
             x = blk.post(y, skip, deterministic=True)
@@ -360,6 +387,11 @@ def step_chunk(
     return _chunk_impl(model, state, tokens, dt, mask, last_only)
 
 
+def _has_table(model: EventClassifier) -> bool:
+    """True when the first block's SSM has per-token terms (see EventClassifier.token_table)."""
+    return bool(getattr(model.blocks[0].ssm, "has_token_terms", False))
+
+
 class Streamer:
     """Compiled streaming for a fixed snapshot of a model's parameters (lower call overhead).
 
@@ -382,12 +414,14 @@ class Streamer:
         def _step(state, token, dt):
             return _step_impl(nnx.merge(graphdef, params), state, token, dt)
 
-        def _chunk(leaves, state, tokens, dt, mask, last_only):
+        def _chunk(leaves, table, state, tokens, dt, mask, last_only):
             model = nnx.merge(graphdef, jax.tree.unflatten(treedef, leaves))
-            return _chunk_impl(model, state, tokens, dt, mask, last_only)
+            return _chunk_impl(model, state, tokens, dt, mask, last_only, table)
 
+        # the first block's per-token terms, computed once for this parameter snapshot
+        self._table = model.token_table() if _has_table(model) else None
         self._step = jax.jit(_step)
-        self._chunk = jax.jit(_chunk, static_argnums=5)
+        self._chunk = jax.jit(_chunk, static_argnums=6)
 
     def init_state(self, batch: int) -> StreamState:
         """Empty state for ``batch`` streams (see :func:`init_state`)."""
@@ -408,4 +442,4 @@ class Streamer:
     ):
         """N events per stream (see :func:`step_chunk`): tokens, dt (B, N), mask (B, N) | None
         -> (state, logits (B, N, C)), or (B, C) with ``last_only``."""
-        return self._chunk(self._leaves, state, tokens, dt, mask, last_only)
+        return self._chunk(self._leaves, self._table, state, tokens, dt, mask, last_only)

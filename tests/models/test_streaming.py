@@ -94,16 +94,22 @@ def _run_chunks(chunk_fn, state, tokens, dt, bounds):
     return state, np.concatenate(got, 1)
 
 
-def test_step_chunk_split_at_random_points_matches_full_model(case):
+@pytest.mark.parametrize("streamer", [False, True], ids=["step_chunk", "Streamer"])
+def test_step_chunk_split_at_random_points_matches_full_model(case, streamer):
+    """Module step_chunk (per-event SSM terms) and Streamer (token table, read-out only where
+    needed) both equal the full model, with and without last_only."""
     model, tokens, dt, expected = case
     rng = np.random.default_rng(7)
-    for last_only in (False, False, True):
+    chunk_fn = streaming.Streamer(model).step_chunk if streamer else functools.partial(
+        streaming.step_chunk, model
+    )
+    for last_only in (False, False, True, True):
         bounds = [0]
         while bounds[-1] < LENGTH:
             bounds.append(min(LENGTH, bounds[-1] + int(rng.integers(1, CHUNK + 1))))
         state = streaming.init_state(model, tokens.shape[0])
         state, got = _run_chunks(
-            lambda *a, last_only=last_only: streaming.step_chunk(model, *a, last_only=last_only),
+            lambda *a, last_only=last_only: chunk_fn(*a, last_only=last_only),
             state, tokens, dt, bounds,
         )
         want = expected[:, np.asarray(bounds[1:]) - 1] if last_only else expected
