@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
+import os
 import platform
 import subprocess
 import sys
@@ -33,21 +34,22 @@ import time
 EVENTSSM_FORWARD_TOKENS_PER_S = 79.9e3
 
 FULL = [
-    # preset, layer, L, scan method, remat
-    ("eventssm-dvs-small", "s5", 1024, "chunked", True),
-    ("eventssm-dvs-small", "s5", 8192, "chunked", True),
-    ("eventssm-dvs-small", "s5", 8192, "sequential", True),
-    ("eventssm-dvs-small", "s5", 8192, "associative", True),
-    ("eventssm-dvs-small", "s5", 65536, "chunked", True),
-    ("eventssm-dvs-small", "s5", 65536, "chunked", False),
-    ("eventssm-dvs-small", "s7", 8192, "chunked", True),
-    ("eventssm-dvs-small", "s7", 65536, "chunked", True),
-    ("s7-dvs", "s5", 65536, "chunked", True),
-    ("s7-dvs", "s7", 65536, "chunked", True),
+    # preset, layer, L, scan method, remat, remat_blocks (the DVS presets: chunked, yes, yes)
+    ("eventssm-dvs-small", "s5", 1024, "chunked", True, True),
+    ("eventssm-dvs-small", "s5", 8192, "chunked", True, True),
+    ("eventssm-dvs-small", "s5", 8192, "sequential", True, True),
+    ("eventssm-dvs-small", "s5", 8192, "associative", True, True),
+    ("eventssm-dvs-small", "s5", 65536, "chunked", True, True),
+    ("eventssm-dvs-small", "s5", 65536, "chunked", True, False),
+    ("eventssm-dvs-small", "s7", 8192, "chunked", True, True),
+    ("eventssm-dvs-small", "s7", 65536, "chunked", True, True),
+    ("eventssm-dvs-small", "s7", 65536, "chunked", True, False),
+    ("s7-dvs", "s5", 65536, "chunked", True, True),
+    ("s7-dvs", "s7", 65536, "chunked", True, True),
 ]
 QUICK = [
-    ("eventssm-dvs-small", "s5", 1024, "chunked", True),
-    ("s7-dvs", "s7", 1024, "chunked", True),
+    ("eventssm-dvs-small", "s5", 1024, "chunked", True, True),
+    ("s7-dvs", "s7", 1024, "chunked", True, True),
 ]
 BATCH = 8
 
@@ -78,7 +80,9 @@ def _timed(fn, repeats: int):
     return first, best
 
 
-def worker_model(preset: str, layer: str, length: int, method: str, remat: bool) -> dict:
+def worker_model(
+    preset: str, layer: str, length: int, method: str, remat: bool, remat_blocks: bool
+) -> dict:
     import resource
 
     import jax
@@ -88,7 +92,9 @@ def worker_model(preset: str, layer: str, length: int, method: str, remat: bool)
     from eventssm.models.classifier import EventClassifier
     from eventssm.models.presets import get_preset
 
-    cfg = get_preset(preset, layer=layer, scan_method=method, remat=remat)
+    cfg = get_preset(
+        preset, layer=layer, scan_method=method, remat=remat, remat_blocks=remat_blocks
+    )
     model = EventClassifier(cfg, rngs=nnx.Rngs(params=0, dropout=1))
     n_params = sum(x.size for x in jax.tree.leaves(nnx.state(model, nnx.Param)))
     tokens, dt, labels = _data(cfg.vocab_size, BATCH, length)
@@ -121,6 +127,7 @@ def worker_model(preset: str, layer: str, length: int, method: str, remat: bool)
         "length": length,
         "method": method,
         "remat": remat,
+        "remat_blocks": remat_blocks,
         "params": int(n_params),
         "fwd_tok_s": n_tok / f_best,
         "train_tok_s": n_tok / t_best,
@@ -185,8 +192,8 @@ def _spawn(kind: str, args: list) -> dict:
 
 def _table(rows: list[dict], stream: list[dict]) -> str:
     lines = [
-        "| preset | layer | B × L | scan | remat | params | forward tok/s | train tok/s "
-        "| compile fwd / train (s) | peak RSS (GiB) |",
+        "| preset | layer | B × L | scan | remat (stem / blocks) | params | forward tok/s "
+        "| train tok/s | compile fwd / train (s) | peak RSS (GiB) |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
@@ -195,7 +202,8 @@ def _table(rows: list[dict], stream: list[dict]) -> str:
             continue
         lines.append(
             f"| {r['preset']} | {r['layer']} | {BATCH} × {r['length']:,} | {r['method']} "
-            f"| {'yes' if r['remat'] else 'no'} | {r['params']:,} | {r['fwd_tok_s'] / 1e3:,.1f} k "
+            f"| {'yes' if r['remat'] else 'no'} / {'yes' if r['remat_blocks'] else 'no'} "
+            f"| {r['params']:,} | {r['fwd_tok_s'] / 1e3:,.1f} k "
             f"| {r['train_tok_s'] / 1e3:,.1f} k | {r['fwd_compile_s']:.1f} / "
             f"{r['train_compile_s']:.1f} | {r['peak_rss_gib']:.2f} |"
         )
@@ -238,6 +246,7 @@ def main() -> None:
         res = worker_model(*wargs) if kind == "model" else worker_stream(*wargs)
         print(json.dumps(res))
         return
+    load = " / ".join(open("/proc/loadavg").read().split()[:3]) if os.path.exists("/proc/loadavg") else "n/a"
     configs = QUICK if args.quick else FULL
     rows = []
     for cfg in configs:
@@ -247,7 +256,7 @@ def main() -> None:
     stream_args = (
         [["s7-dvs", "s7", 300, [4096]]]
         if args.quick
-        else [["s7-dvs", "s7", 3000, [4096, 65536]], ["s7-dvs", "s5", 3000, [65536]]]
+        else [["s7-dvs", "s7", 3000, [4096, 65536]], ["s7-dvs", "s5", 3000, [4096, 65536]]]
     )
     stream = []
     for sa in stream_args:
@@ -260,8 +269,8 @@ def main() -> None:
         [
             "## Model throughput (eventssm.models)",
             "",
-            f"Date: {datetime.date(2026, 11, 22).isoformat()}. Machine: 2-core CPU, 24 GiB, shared "
-            f"with other jobs during this run ({machine}). Command: `{cmd}`.",
+            f"Date: {datetime.date.today().isoformat()}. Machine: {os.cpu_count()}-core CPU "
+            f"({machine}), load average before the run {load}. Command: `{cmd}`.",
             "",
             _table(rows, stream),
             "",

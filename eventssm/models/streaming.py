@@ -239,11 +239,12 @@ def _chunk_impl(
     mask=None,
     last_only: bool = False,
     table=None,
+    method: str | None = None,
 ):
     tokens = jnp.asarray(tokens, jnp.int32)
     dt = jnp.asarray(dt, jnp.float32)
     b_sz, n = tokens.shape
-    method = model.config.scan_method
+    method = method or model.config.scan_method
     if mask is None:
         final = jnp.ones((b_sz, n), dtype=bool)
     else:
@@ -401,11 +402,19 @@ class Streamer:
     ``step_chunk`` passes them as one flat list of arrays.  Parameter updates made to ``model``
     afterwards are not seen; build a new Streamer.
 
+    ``scan_method`` sets the linear-recurrence method of ``step_chunk`` (default: "sequential"
+    on CPU, the model's own method elsewhere); it does not change the results.
+
     Methods mirror the module functions: ``init_state(batch)``, ``step(state, token, dt)``,
     ``step_chunk(state, tokens, dt, mask=None, *, last_only=False)``.
     """
 
-    def __init__(self, model: EventClassifier):
+    def __init__(self, model: EventClassifier, *, scan_method: str | None = None):
+        if scan_method is None:
+            # one stream of a small model: lax.scan beats the chunked and associative scans
+            # on CPU (docs/model.md §4); on accelerators keep the model's own method
+            cpu = jax.default_backend() == "cpu"
+            scan_method = "sequential" if cpu else model.config.scan_method
         graphdef, params = nnx.split(model)
         leaves, treedef = jax.tree.flatten(params)
         self._leaves = leaves
@@ -416,7 +425,7 @@ class Streamer:
 
         def _chunk(leaves, table, state, tokens, dt, mask, last_only):
             model = nnx.merge(graphdef, jax.tree.unflatten(treedef, leaves))
-            return _chunk_impl(model, state, tokens, dt, mask, last_only, table)
+            return _chunk_impl(model, state, tokens, dt, mask, last_only, table, scan_method)
 
         # the first block's per-token terms, computed once for this parameter snapshot
         self._table = model.token_table() if _has_table(model) else None
