@@ -27,7 +27,7 @@ from eventssm.models.discretization import DISCRETIZATIONS, discretize, phi1
 from eventssm.models.init import block_hippo_n
 from eventssm.models.scan import ScanMethod, linear_recurrence
 
-__all__ = ["S5SSM", "decay"]
+__all__ = ["S5SSM", "DiagonalSSM", "decay"]
 
 _MAX_RE_LAMBDA = -1e-4  # S5's clip_eigs bound on Re Λ
 
@@ -140,7 +140,47 @@ def run_recurrence(
     return jnp.swapaxes(h, 0, 1), h_last
 
 
-class S5SSM(nnx.Module):
+class DiagonalSSM(nnx.Module):
+    """What S5SSM and S7SSM share: a diagonal complex recurrence run over sequences or events.
+
+    Subclasses set ``d_model`` (H), ``state_size`` (P), ``scan_method`` and define
+    ``recurrence_terms(u, dt) -> (Λ̄_k, B̄_k u_k)`` and ``output(x, u) -> y``; this class
+    provides the sequence call, the zero state and the per-event step from them.
+    """
+
+    # -- public interface ----------------------------------------------------------------
+    def __call__(
+        self, u: jax.Array, dt: jax.Array, x0: jax.Array | None = None
+    ) -> tuple[jax.Array, jax.Array]:
+        """Run the layer over whole sequences.
+
+        Args:
+            u: ``(B, L, H)`` float32 inputs. dt: ``(B, L)`` float32 elapsed time per event
+                (0 on right padding, together with ``u = 0``). x0: ``(B, P)`` complex64 or None.
+
+        Returns:
+            ``y`` ``(B, L, H)`` float32 and ``x_last`` ``(B, P)`` complex64 (state after the
+            last position — padded positions with ``dt = 0, u = 0`` leave it unchanged).
+        """
+        u = jnp.asarray(u, jnp.float32)
+        dt = jnp.asarray(dt, jnp.float32)
+        check_inputs(u, dt, self.d_model)
+        Lambda_bar, Bu_bar = self.recurrence_terms(u, dt)
+        x, x_last = run_recurrence(Lambda_bar, Bu_bar, x0, self.scan_method)
+        return self.output(x, u), x_last
+
+    def init_state(self, batch: int) -> jax.Array:
+        """Zero state ``(batch, P)`` complex64."""
+        return jnp.zeros((batch, self.state_size), jnp.complex64)
+
+    def step(self, x: jax.Array, u_k: jax.Array, dt_k: jax.Array) -> tuple[jax.Array, jax.Array]:
+        """One event: ``x`` ``(B, P)``, ``u_k`` ``(B, H)``, ``dt_k`` ``(B,)`` → ``(x_k, y_k (B, H))``."""
+        Lambda_bar, Bu_bar = self.recurrence_terms(u_k, jnp.asarray(dt_k, jnp.float32))
+        x = Lambda_bar * x + Bu_bar
+        return x, self.output(x, u_k)
+
+
+class S5SSM(DiagonalSSM):
     """S5 SSM (MIMO, diagonal, complex) for event streams, batched over a leading axis.
 
     Args:
@@ -257,34 +297,3 @@ class S5SSM(nnx.Module):
         if self.conj_sym:
             y = 2.0 * y
         return y + self.D[...] * jnp.asarray(u, jnp.float32)
-
-    # -- public interface ----------------------------------------------------------------
-    def __call__(
-        self, u: jax.Array, dt: jax.Array, x0: jax.Array | None = None
-    ) -> tuple[jax.Array, jax.Array]:
-        """Run the layer over whole sequences.
-
-        Args:
-            u: ``(B, L, H)`` float32 inputs. dt: ``(B, L)`` float32 elapsed time per event
-                (0 on right padding, together with ``u = 0``). x0: ``(B, P)`` complex64 or None.
-
-        Returns:
-            ``y`` ``(B, L, H)`` float32 and ``x_last`` ``(B, P)`` complex64 (state after the
-            last position — padded positions with ``dt = 0, u = 0`` leave it unchanged).
-        """
-        u = jnp.asarray(u, jnp.float32)
-        dt = jnp.asarray(dt, jnp.float32)
-        check_inputs(u, dt, self.d_model)
-        Lambda_bar, Bu_bar = self.recurrence_terms(u, dt)
-        x, x_last = run_recurrence(Lambda_bar, Bu_bar, x0, self.scan_method)
-        return self.output(x, u), x_last
-
-    def init_state(self, batch: int) -> jax.Array:
-        """Zero state ``(batch, P)`` complex64."""
-        return jnp.zeros((batch, self.state_size), jnp.complex64)
-
-    def step(self, x: jax.Array, u_k: jax.Array, dt_k: jax.Array) -> tuple[jax.Array, jax.Array]:
-        """One event: ``x`` ``(B, P)``, ``u_k`` ``(B, H)``, ``dt_k`` ``(B,)`` → ``(x_k, y_k (B, H))``."""
-        Lambda_bar, Bu_bar = self.recurrence_terms(u_k, jnp.asarray(dt_k, jnp.float32))
-        x = Lambda_bar * x + Bu_bar
-        return x, self.output(x, u_k)

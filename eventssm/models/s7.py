@@ -46,14 +46,13 @@ from flax import nnx
 from eventssm.models.discretization import phi1
 from eventssm.models.init import block_hippo_n
 from eventssm.models.s5 import (
+    DiagonalSSM,
     as_complex,
-    check_inputs,
     complex_param,
     decay,
     init_B_C,
     log_uniform,
     random_fields,
-    run_recurrence,
 )
 from eventssm.models.scan import ScanMethod
 
@@ -113,7 +112,7 @@ def _init_s7_params(
     }
 
 
-class S7SSM(nnx.Module):
+class S7SSM(DiagonalSSM):
     """S7 selective SSM (input-dependent Λ_k, B_k, C_k, D_k, δ_k), batched over a leading axis.
 
     Args:
@@ -241,27 +240,3 @@ class S7SSM(nnx.Module):
         if self.conj_sym:
             y = 2.0 * y
         return y + (self.D[...] + z @ self.W_D[...].T) * u
-
-    # -- public interface ----------------------------------------------------------------
-    def __call__(
-        self, u: jax.Array, dt: jax.Array, x0: jax.Array | None = None
-    ) -> tuple[jax.Array, jax.Array]:
-        """Run over whole sequences: ``u`` ``(B, L, H)``, ``dt`` ``(B, L)``, ``x0`` ``(B, P)``
-        or None → ``y`` ``(B, L, H)`` float32, ``x_last`` ``(B, P)`` complex64 (padding with
-        ``dt = 0, u = 0`` leaves the state unchanged)."""
-        u = jnp.asarray(u, jnp.float32)
-        dt = jnp.asarray(dt, jnp.float32)
-        check_inputs(u, dt, self.d_model)
-        Lambda_bar, Bu_bar = self.recurrence_terms(u, dt)
-        x, x_last = run_recurrence(Lambda_bar, Bu_bar, x0, self.scan_method)
-        return self.output(x, u), x_last
-
-    def init_state(self, batch: int) -> jax.Array:
-        """Zero state ``(batch, P)`` complex64."""
-        return jnp.zeros((batch, self.state_size), jnp.complex64)
-
-    def step(self, x: jax.Array, u_k: jax.Array, dt_k: jax.Array) -> tuple[jax.Array, jax.Array]:
-        """One event: ``x`` ``(B, P)``, ``u_k`` ``(B, H)``, ``dt_k`` ``(B,)`` → ``(x_k, y_k (B, H))``."""
-        Lambda_bar, Bu_bar = self.recurrence_terms(u_k, jnp.asarray(dt_k, jnp.float32))
-        x = Lambda_bar * x + Bu_bar
-        return x, self.output(x, u_k)
