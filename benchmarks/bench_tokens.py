@@ -12,10 +12,18 @@ must be identical (checked), and `eventssm preprocess` on the shared recordings.
 Data: a synthetic stream (uniform pixels on 128x128, ~1 event/us, sorted) and every shared
 recording in ../shared/data/recordings (relative to the repository) that reads.
 
-Warm-up (numba compile or cache load) is timed separately and excluded from the figures; each
-figure is the best of --repeats runs. Usage:
+Validity: on every input, eventssm's pipeline output (seed 7) must equal a stage-by-stage numpy
+recomputation from the same random streams (integer division, Bernoulli mask, rounded-normal
+offsets, drop outside, clip at 0, stable argsort, token formula, np.diff), and the tokens must
+lie in [0, vocabulary) with dt >= 0.
 
-    python benchmarks/bench_tokens.py [--quick] [--events N] [--repeats R]
+Timing: warm-up (numba compile or cache load) is timed separately and excluded; the runs of
+eventssm and tonic alternate (so both see the same machine load) and each figure is the best of
+R runs, R = --repeats, raised for small inputs (up to 30 runs, about 3M events per figure).
+Per-stage costs (ns per input event of the stage, each stage timed alone on the previous
+stage's output) are printed for the synthetic stream and evt2_sample.raw. Usage:
+
+    python benchmarks/bench_tokens.py [--quick] [--events N] [--repeats R] [--no-cold]
 """
 
 from __future__ import annotations
@@ -38,6 +46,7 @@ sys.path.insert(0, str(ROOT))
 
 from eventssm.events import make_events  # noqa: E402
 from eventssm.tokenizers import functional as F  # noqa: E402
+from eventssm.tokenizers import kernels as K  # noqa: E402
 from eventssm.tokenizers import transforms as T  # noqa: E402
 
 FACTOR = 2
@@ -65,6 +74,52 @@ def ours_pipeline(sensor):
     return run
 
 
+def reference_pipeline(events, sensor, seed: int):
+    """The pipeline stage by stage in numpy, from the random streams eventssm's transforms draw
+    (a check of the fused kernels, the re-sort and the tokenizer; not timed)."""
+    g = np.random.default_rng(seed)
+    s_drop, s_sj, s_tj = (np.uint64(K.rng_seed(g)) for _ in range(3))  # Downsample draws none
+    w2, h2, _ = T.Downsample(sensor, FACTOR).output_size
+    x = events["x"].astype(np.int64) // FACTOR
+    y = events["y"].astype(np.int64) // FACTOR
+    t, p = events["t"].astype(np.int64), events["p"]
+    u = np.empty(len(x))
+    K.fill_uniform(s_drop, 0, u)
+    keep = u >= DROP_P
+    x, y, t, p = x[keep], y[keep], t[keep], p[keep]
+
+    def offsets(seed, half, std, n):
+        out = np.empty(n, np.int64)
+        K.fill_offsets(seed, 0, half, std, *K.offset_table(std), out)
+        return out
+
+    x = x + offsets(s_sj, 0, SPATIAL_STD, len(x))
+    y = y + offsets(s_sj, 1, SPATIAL_STD, len(y))
+    inside = (x >= 0) & (x < w2) & (y >= 0) & (y < h2)
+    x, y, t, p = x[inside], y[inside], t[inside], p[inside]
+    t = np.maximum(t + offsets(s_tj, 0, TIME_STD_US, len(t)), 0)
+    order = np.argsort(t, kind="stable")
+    x, y, t, p = x[order], y[order], t[order], p[order]
+    tokens = (2 * (x * h2 + y) + p).astype(np.int32)
+    dt = np.zeros(len(t), np.float32)
+    dt[1:] = (np.diff(t) * 1e-3).astype(np.float32)
+    return tokens, dt
+
+
+def check_ours(events, sensor) -> int:
+    """Assert that eventssm's pipeline output is valid; return its token count."""
+    tokens, dt = ours_pipeline(sensor)(events, np.random.default_rng(7))
+    ref_tokens, ref_dt = reference_pipeline(events, sensor, 7)
+    vocab = F.vocab_size(sensor, FACTOR)
+    assert np.array_equal(tokens, ref_tokens), "tokens differ from the numpy recomputation"
+    assert np.array_equal(dt, ref_dt), "dt differs from the numpy recomputation"
+    assert tokens.dtype == np.int32 and dt.dtype == np.float32
+    assert len(tokens) == 0 or (tokens.min() >= 0 and tokens.max() < vocab)
+    assert (dt >= 0).all()
+    assert 0.8 * len(events) - 100 <= len(tokens) <= len(events)  # DropEvent(0.1) + edge losses
+    return len(tokens)
+
+
 def tonic_pipeline(sensor):
     import tonic.transforms as tt
 
@@ -78,34 +133,62 @@ def tonic_pipeline(sensor):
     ])
 
     def run(events):
-        ev = aug(events)
-        tokens = (2 * (ev["x"].astype(np.int64) * h2 + ev["y"]) + ev["p"]).astype(np.int32)
-        dt = np.zeros(len(ev), np.float32)
-        dt[1:] = np.diff(ev["t"]) * 1e-3
-        return tokens, dt
+        return numpy_tokens(aug(events), h2)
 
     return run
 
 
-def tonic_tokenize_only(events, sensor):
-    import tonic.transforms as tt
-
-    h2 = -(-sensor[1] // FACTOR)
-    ev = tt.Downsample(spatial_factor=1 / FACTOR)(events)
+def numpy_tokens(ev, h2: int):
+    """tonic's side of the tokenizer: the token formula and dt (ms) in numpy."""
     tokens = (2 * (ev["x"].astype(np.int64) * h2 + ev["y"]) + ev["p"]).astype(np.int32)
     dt = np.zeros(len(ev), np.float32)
     dt[1:] = np.diff(ev["t"]) * 1e-3
     return tokens, dt
 
 
-def best_of(fn, repeats):
-    times = []
-    out = None
+def tonic_tokenize_only(events, sensor):
+    import tonic.transforms as tt
+
+    h2 = -(-sensor[1] // FACTOR)
+    return numpy_tokens(tt.Downsample(spatial_factor=1 / FACTOR)(events), h2)
+
+
+def interleaved_best(fns: dict, repeats: int) -> dict:
+    """Best wall time of each callable over ``repeats`` rounds, the callables alternating."""
+    best = dict.fromkeys(fns, float("inf"))
     for _ in range(repeats):
-        t0 = time.perf_counter()
-        out = fn()
-        times.append(time.perf_counter() - t0)
-    return min(times), out
+        for name, fn in fns.items():
+            t0 = time.perf_counter()
+            fn()
+            best[name] = min(best[name], time.perf_counter() - t0)
+    return best
+
+
+def stage_costs(events, sensor, repeats: int) -> tuple[list, list]:
+    """ns per input event of each stage run alone (eventssm, tonic), best of ``repeats``."""
+    import tonic.transforms as tt
+
+    ds = T.Downsample(sensor, FACTOR)
+    size2 = ds.output_size
+    ours = [("Downsample", ds), ("DropEvent", T.DropEvent(DROP_P)),
+            ("SpatialJitter", T.SpatialJitter(size2, SPATIAL_STD)),
+            ("TimeJitter", T.TimeJitter(TIME_STD_US))]
+    theirs = [tt.Downsample(spatial_factor=1 / FACTOR), tt.DropEvent(p=DROP_P),
+              tt.SpatialJitter(sensor_size=size2, var_x=SPATIAL_STD**2, var_y=SPATIAL_STD**2,
+                               clip_outliers=True),
+              tt.TimeJitter(std=TIME_STD_US, sort_timestamps=True)]
+    rng = np.random.default_rng(3)
+    a = b = events
+    rows = []
+    for (name, mine), other in zip(ours, theirs, strict=True):
+        res = interleaved_best({"ours": lambda m=mine, a=a: m(a, rng),
+                                "tonic": lambda o=other, b=b: o(b.copy())}, repeats)
+        rows.append((name, len(a), res["ours"] / len(a) * 1e9, res["tonic"] / len(b) * 1e9))
+        a, b = mine(a, rng), other(b.copy())
+    res = interleaved_best({"ours": lambda: F.tokenize(a, size2, time_unit="ms"),
+                            "tonic": lambda: numpy_tokens(b, size2[1])}, repeats)
+    rows.append(("tokens + dt", len(a), res["ours"] / len(a) * 1e9, res["tonic"] / len(b) * 1e9))
+    return rows
 
 
 def cold_compile_seconds() -> float:
@@ -198,27 +281,31 @@ def main() -> None:
 
     rows = []
     tot = {"ours": 0.0, "tonic": 0.0, "tok_ours": 0.0, "tok_tonic": 0.0, "events": 0}
+    stages = []
     for name, events, size in datasets:
         rng = np.random.default_rng(1)
         ours = ours_pipeline(size)
         theirs = tonic_pipeline(size)
-        t_ours, (tok, _) = best_of(lambda ours=ours, events=events, rng=rng: ours(events, rng),
-                                   repeats)
-        # tonic.transforms.Downsample copies its input first, so tonic never mutates `events`
-        t_tonic, _ = best_of(lambda theirs=theirs, events=events: theirs(events), repeats)
-        t_tok, mine = best_of(
-            lambda events=events, size=size: F.tokenize(events, size, downsample=FACTOR), repeats
-        )
-        t_tok_tonic, ref = best_of(lambda events=events, size=size: tonic_tokenize_only(events, size),
-                                   repeats)
+        n_tokens = check_ours(events, size)
+        mine = F.tokenize(events, size, downsample=FACTOR)
+        ref = tonic_tokenize_only(events, size)
         assert np.array_equal(mine[0], ref[0]) and np.allclose(mine[1], ref[1]), name
         m = len(events)
-        rows.append((name, m, len(tok), t_ours, t_tonic, t_tok, t_tok_tonic))
-        tot["ours"] += t_ours
-        tot["tonic"] += t_tonic
-        tot["tok_ours"] += t_tok
-        tot["tok_tonic"] += t_tok_tonic
+        reps = max(repeats, min(30, 3_000_000 // max(m, 1)))
+        # tonic.transforms.Downsample copies its input first, so tonic never mutates `events`
+        best = interleaved_best({
+            "ours": lambda ours=ours, events=events, rng=rng: ours(events, rng),
+            "tonic": lambda theirs=theirs, events=events: theirs(events),
+            "tok_ours": lambda events=events, size=size: F.tokenize(events, size, downsample=FACTOR),
+            "tok_tonic": lambda events=events, size=size: tonic_tokenize_only(events, size),
+        }, reps)
+        rows.append((name, m, n_tokens, best["ours"], best["tonic"], best["tok_ours"],
+                     best["tok_tonic"]))
+        for k in ("ours", "tonic", "tok_ours", "tok_tonic"):
+            tot[k] += best[k]
         tot["events"] += m
+        if name.startswith("synthetic") or name == "evt2_sample.raw":
+            stages.append((name, stage_costs(events, size, max(repeats, 5))))
 
     pre = time_preprocess(files, repeats) if files else "no recordings"
     pre_syn = time_preprocess_synthetic(ev, sensor, repeats)
@@ -226,10 +313,11 @@ def main() -> None:
     cpu = platform.processor() or platform.machine()
     print("date: 2026-11-22")
     print(f"machine: 2-core CPU, 24 GiB, shared with other jobs during this run; {cpu}")
-    print(f"command: python benchmarks/bench_tokens.py{' --quick' if args.quick else ''}"
-          f"{f' --events {args.events}' if args.events else ''}")
+    print(f"command: python benchmarks/bench_tokens.py {' '.join(sys.argv[1:])}".rstrip())
     print(f"warm-up (first call, numba cache load): {warm:.2f} s"
           + ("" if cold is None else f"; cold compile (empty cache, fresh process): {cold:.1f} s"))
+    print("validity: eventssm's tokens and dt equal the stage-by-stage numpy recomputation on "
+          "every input")
     print()
     print("| data | events in | tokens out | pipeline eventssm Mev/s | pipeline tonic Mev/s | "
           "speed-up | tokenize eventssm Mev/s | tokenize tonic+numpy Mev/s | speed-up |")
@@ -241,6 +329,14 @@ def main() -> None:
     print(f"| **all** | {m:,} | | {m / tot['ours'] / 1e6:.1f} | {m / tot['tonic'] / 1e6:.2f} | "
           f"{tot['tonic'] / tot['ours']:.1f}x | {m / tot['tok_ours'] / 1e6:.0f} | "
           f"{m / tot['tok_tonic'] / 1e6:.1f} | {tot['tok_tonic'] / tot['tok_ours']:.1f}x |")
+    for name, srows in stages:
+        print()
+        print(f"per-stage cost on {name} (ns per input event of the stage):")
+        print()
+        print("| stage | events in | eventssm ns/event | tonic ns/event | ratio |")
+        print("|---|---:|---:|---:|---:|")
+        for stage, n_in, a, b in srows:
+            print(f"| {stage} | {n_in:,} | {a:.1f} | {b:.1f} | {b / a:.1f}x |")
     print()
     if isinstance(pre, tuple):
         secs, nfiles = pre

@@ -152,12 +152,16 @@ def grid_size(
         ``(W2, H2, P2)`` ints.
     """
     w, h = _sensor_wh(sensor_size)
-    xn, xd, yn, yd = _scale(sensor_size, downsample)
-    if xn == 1 and yn == 1:  # integer factor
-        w2, h2 = -(-w // xd), -(-h // yd)
-    else:
-        w2, h2 = xn, yn
+    w2, h2 = _grid_wh(w, h, _scale(sensor_size, downsample))
     return w2, h2, 1 if merge_polarity else 2
+
+
+def _grid_wh(w: int, h: int, scale: tuple[int, int, int, int]) -> tuple[int, int]:
+    """``(W2, H2)`` of a ``W x H`` sensor for the :func:`_scale` tuple ``(xn, xd, yn, yd)``."""
+    xn, xd, yn, yd = scale
+    if xn == 1 and yn == 1:  # integer factor
+        return -(-w // xd), -(-h // yd)
+    return xn, yn
 
 
 def vocab_size(
@@ -194,8 +198,9 @@ def tokenize(
         raise EventFileError(None, f"time_unit must be one of {list(TIME_SCALE)}, got {time_unit!r}")
     events = as_events(events)
     w, h = _sensor_wh(sensor_size)
-    xn, xd, yn, yd = _scale(sensor_size, downsample)
-    w2, h2, p2 = grid_size(sensor_size, downsample, merge_polarity=merge_polarity)
+    xn, xd, yn, yd = scale = _scale(sensor_size, downsample)
+    w2, h2 = _grid_wh(w, h, scale)
+    p2 = 1 if merge_polarity else 2
     if p2 * w2 * h2 > _INT32_MAX:
         raise EventFileError(None, f"vocabulary {p2 * w2 * h2} does not fit int32 tokens")
     n = len(events)

@@ -7,11 +7,15 @@ the same output. Outputs are new arrays sorted by ``t`` with every coordinate in
 ``sensor_size``; events moved outside the sensor are dropped (``Roll`` can wrap instead).
 Transforms that move events in space carry ``sensor_size = (W, H[, P])`` as a field.
 
-Per-event work runs in numba kernels (:mod:`eventssm.tokenizers.kernels`) fed with a seed drawn
-from ``rng``. Each kernel transform also has ``apply_into(events, rng, out) -> n`` which may work
-in place (``out is events``); :class:`Compose` uses it to run a whole pipeline in one buffer,
-with exactly the output of applying the transforms one by one. :func:`event_cutmix` mixes two
-labelled samples.
+Per-event work runs in numba kernels (:mod:`eventssm.tokenizers.kernels`) fed with seeds drawn
+from ``rng``. The per-event transforms (everything but :class:`DropChunk`) are "ops" of
+:func:`~eventssm.tokenizers.kernels.run_ops`; :class:`Compose` runs each run of consecutive ops
+in one blocked pass over the events (one read and one write of the records for the whole run),
+with exactly the output of applying the transforms one by one: every op draws its parameters
+from ``rng`` in the same order, and its randomness is indexed by the position of the event in
+the op's own input stream. :class:`TimeJitter` ends such a run (the re-sort is a barrier).
+Each kernel transform also has ``apply_into(events, rng, out) -> n`` which may work in place
+(``out is events``). :func:`event_cutmix` mixes two labelled samples.
 
 tonic's own transforms (``tonic.transforms.*``) also apply unchanged to these arrays because
 the dtype uses tonic's field names.
@@ -19,7 +23,9 @@ the dtype uses tonic's field names.
 
 from __future__ import annotations
 
+import abc
 import math
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -51,7 +57,6 @@ __all__ = [
     "sort_by_time",
 ]
 
-
 def _range(value: float | Sequence[float], name: str) -> tuple[float, float]:
     lo, hi = _pair(value)
     if lo > hi:
@@ -80,9 +85,9 @@ def _copy_into(events: np.ndarray, out: np.ndarray) -> int:
 def sort_by_time(events: np.ndarray, max_moves: int | None = None) -> np.ndarray:
     """Stable sort by ``t``, in place.
 
-    Insertion sort first (fast for nearly sorted streams, e.g. after a small time jitter) with a
-    budget of element moves; past the budget a stable LSD radix sort finishes the job
-    (O(N) per 11 bits of the time span, whatever the disorder).
+    Insertion sort first (fast for nearly sorted streams) with a budget of element moves; past
+    the budget a stable LSD radix sort finishes the job (O(N) per 11 bits of the time span,
+    whatever the disorder).
 
     Args:
         events: (N,) ``EVENT_DTYPE`` array; sorted in place.
@@ -97,13 +102,140 @@ def sort_by_time(events: np.ndarray, max_moves: int | None = None) -> np.ndarray
     return events
 
 
+class _Scratch(threading.local):
+    """Per-thread scratch buffers of the time re-sort, reused across calls (they keep the size
+    of the largest stream seen): fresh large arrays cost page faults on every call. Scratch
+    never escapes: outputs are always new arrays."""
+
+    def __init__(self):
+        self._records = np.empty(0, dtype=EVENT_DTYPE)
+        self._count = np.empty(0, dtype=np.int32)
+
+    def records(self, n: int) -> np.ndarray:
+        if len(self._records) < n:
+            self._records = np.empty(n, dtype=EVENT_DTYPE)
+        return self._records[:n]
+
+    def count(self, n: int) -> np.ndarray:
+        """(n,) int32 zeros."""
+        if len(self._count) < n:
+            self._count = np.empty(n, dtype=np.int32)
+        c = self._count[:n]
+        c[:] = 0
+        return c
+
+
+_SCRATCH = _Scratch()
+_NO_COUNT = np.zeros(0, dtype=np.int32)
+_NO_TABLE = np.zeros(0, dtype=np.int64)
+_MAX_COUNTED = 2**31 - 2  # int32 bucket counts
+
+
+def _time_range_guess(t_first: int, t_last: int, ops: list) -> tuple[int, int]:
+    """Where the timestamps will lie after ``ops``: the input's first and last timestamp pushed
+    through the time ops (6 std of margin for a jitter). Only a guess for the bucket grid:
+    timestamps outside it are clamped to the edge buckets and sorted by the insertion pass."""
+    lo, hi = min(t_first, t_last), max(t_first, t_last)
+    for kind, _, floats, _, _ in ops:
+        if kind == kernels.OP_TIME_SKEW:
+            hi = lo + math.ceil(floats[0] * (hi - lo))
+        elif kind == kernels.OP_TIME_JITTER:
+            margin = math.ceil(6.0 * floats[0])
+            lo, hi = max(lo - margin, 0), hi + margin
+    return lo, hi
+
+
+def _fused(events: np.ndarray, ops: list, sort: bool, out: np.ndarray | None = None,
+           owned: bool = False) -> np.ndarray:
+    """Run the op tuples ``ops`` over ``events`` in one pass (:func:`kernels.run_ops`); with
+    ``sort``, stably re-sort the result by time. Writes into ``out`` (at least ``len(events)``
+    long, may be ``events``) or, when None, into ``events`` if ``owned`` (ours to overwrite)
+    or a new array; returns the written part.
+
+    The re-sort picks by the expected number of insertion-sort moves per event,
+    ``1.13 · std · rate`` (E|z1 − z2| = 1.13 for the jitters of two neighbours):
+
+    * few (< 0.5, sparse streams): insertion sort in place (budgeted; the stable radix sort
+      finishes past the budget);
+    * otherwise O(N) bucket sort: the pass also builds a histogram of ``(t − lo) >> shift`` on
+      a grid of at most 2 N buckets, a stable counting scatter orders the events by bucket
+      (exactly sorted when ``shift = 0`` and no timestamp fell outside the grid), and the
+      budgeted insertion pass finishes inside buckets otherwise. The unsorted events go to
+      ``events`` if owned, else to per-thread scratch.
+    """
+    packed = _pack(ops)
+    n = len(events)
+    dst = out if out is not None else events if owned else None
+    if sort and n and n <= _MAX_COUNTED:
+        std = max(floats[0] for kind, _, floats, _, _ in ops if kind == kernels.OP_TIME_JITTER)
+        t = events["t"]
+        t_first, t_last = int(t[0]), int(t[-1])
+        if 1.13 * std * n / (abs(t_last - t_first) + 1) >= 0.5:
+            tmp = events if owned else _SCRATCH.records(n)
+            lo, hi = _time_range_guess(t_first, t_last, ops)
+            shift = 0
+            while ((hi - lo) >> shift) >= 2 * n:
+                shift += 1
+            count = _SCRATCH.count(((hi - lo) >> shift) + 2)
+            m, t_min, t_max = kernels.run_ops(events, *packed, tmp, count, lo, shift)
+            dst = (np.empty(m, dtype=EVENT_DTYPE) if out is None else out)[:m]
+            kernels.bucket_scatter(tmp[:m], dst, lo, shift, count)
+            clamped = m and (t_min < lo or ((int(t_max) - lo) >> shift) >= len(count) - 1)
+            if (shift or clamped) and not kernels.sort_by_time_insertion(dst, 4 * m + 1024):
+                kernels.radix_sort_by_time(dst, tmp[:m])
+            return dst
+    if dst is None:
+        dst = np.empty_like(events)
+    m = kernels.run_ops(events, *packed, dst, _NO_COUNT, 0, 0)[0]
+    dst = dst[:m]
+    if sort:
+        sort_by_time(dst, 8 * m + 1024)
+    return dst
+
+
+_FLAT_TABLES: dict = {}  # id() of the tables -> (tables, flat, starts); tables kept alive
+
+
+def _flat_tables(tables: tuple) -> tuple[np.ndarray, list[int]]:
+    """The :func:`kernels.offset_table` tables concatenated (cached: the tables are)."""
+    key = tuple(id(t) for t in tables)
+    hit = _FLAT_TABLES.get(key)
+    if hit is None:
+        starts = np.cumsum([0] + [len(t) for t in tables])[:-1].tolist()
+        if len(_FLAT_TABLES) > 256:
+            _FLAT_TABLES.clear()
+        hit = _FLAT_TABLES[key] = (tables, np.concatenate(tables) if tables else _NO_TABLE, starts)
+    return hit[1], hit[2]
+
+
+def _pack(ops: list) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Op tuples ``(code, ints, floats, seed, tables)`` -> the ``ops_i``, ``ops_f``, ``tables``
+    arguments of :func:`kernels.run_ops`: the uint64 seed is stored as int64 bits, and each
+    ``(table, fb)`` of ``tables`` goes to the flat table array and to the op's ints as
+    ``(start, fb)``."""
+    width = kernels.N_PARAMS
+    tables = tuple(table for op in ops for table, _ in op[4])
+    flat, starts = _flat_tables(tables)
+    row_i, row_f, j = [], [], 0
+    for kind, ints, floats, seed, op_tables in ops:
+        refs = []
+        for _, fb in op_tables:
+            refs += (starts[j], fb)
+            j += 1
+        row = [*ints, *refs]
+        row_i += (kind, seed - (1 << 64) if seed >= 1 << 63 else seed, *row, *[0] * (width - len(row)))
+        row_f += (*floats, *[0.0] * (width - len(floats)))
+    k = len(ops)
+    return (np.array(row_i, dtype=np.int64).reshape(k, 2 + width),
+            np.array(row_f, dtype=np.float64).reshape(k, width), flat)
+
+
 class _KernelTransform:
     """Mixin: ``__call__`` runs ``apply_into`` on a fresh output array.
 
     ``apply_into(events, rng, out) -> n`` writes the result into ``out[:n]``; ``out`` is either
     a new array of at least ``len(events)`` events or ``events`` itself (every kernel reads
-    event i before it writes position j <= i, so working in place is safe). :class:`Compose`
-    uses the in-place form to run a whole pipeline in one buffer.
+    event i before it writes position j <= i, so working in place is safe).
     """
 
     def __call__(self, events: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -112,35 +244,72 @@ class _KernelTransform:
         return out[: self.apply_into(events, rng, out)]  # type: ignore[attr-defined]
 
 
+class _EventOp(_KernelTransform, abc.ABC):
+    """A per-event transform: ``_op(rng)`` draws its random parameters and returns the op tuple
+    ``(kind, ints, floats, seed, tables)`` of :func:`_pack` (or None: nothing to do).
+    ``sorts``: the op may reorder times, so a stable re-sort follows it."""
+
+    sorts = False
+
+    @abc.abstractmethod
+    def _op(self, rng: np.random.Generator) -> tuple | None:
+        """Draw this transform's parameters from ``rng``; return its op tuple or None."""
+
+    def __call__(self, events: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        events = as_events(events)
+        op = self._op(rng)
+        if op is None:
+            return events.copy()
+        return _fused(events, [op], self.sorts, None)
+
+    def apply_into(self, events, rng, out) -> int:
+        op = self._op(rng)
+        if op is None:
+            return _copy_into(events, out)
+        return len(_fused(events, [op], self.sorts, out))
+
+
 @dataclass(frozen=True)
 class Compose:
     """Apply ``transforms`` in order, all drawing from the same ``rng``.
 
-    Transforms of this module run in one private buffer (allocated once, then updated in
-    place); any other callable ``f(events, rng) -> events`` may be mixed in. The input is
-    never modified.
+    Consecutive per-event transforms of this module run fused, in one blocked pass over the
+    events (see the module docstring); :class:`DropChunk` and any other callable
+    ``f(events, rng) -> events`` may be mixed in. The output equals applying the transforms
+    one by one; the input is never modified.
     """
 
     transforms: tuple
 
     def __call__(self, events: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         events = as_events(events)
-        cur, buf = events, None
+        cur, owned, ops = events, False, []  # owned: cur is ours to overwrite
+
+        def flush(sort: bool) -> None:
+            nonlocal cur, owned, ops
+            if ops:
+                cur, owned, ops = _fused(cur, ops, sort, owned=owned), True, []
+
         for t in self.transforms:
+            if isinstance(t, _EventOp):
+                op = t._op(rng)  # parameters drawn in transform order, as one by one
+                if op is not None:
+                    ops.append(op)
+                if t.sorts:
+                    flush(True)
+                continue
+            flush(False)
             if isinstance(t, _KernelTransform):
-                if buf is None:
-                    buf = np.empty_like(cur)
-                    n = t.apply_into(cur, rng, buf)
-                else:
-                    n = t.apply_into(cur, rng, cur)
-                cur = buf[:n]
+                out = cur if owned else np.empty_like(cur)
+                cur, owned = out[: t.apply_into(cur, rng, out)], True  # type: ignore[attr-defined]
             else:
-                cur, buf = as_events(t(cur, rng)), None
+                cur, owned = as_events(t(cur, rng)), False
+        flush(False)
         return events.copy() if cur is events else cur
 
 
 @dataclass(frozen=True)
-class Downsample(_KernelTransform):
+class Downsample(_EventOp):
     """Spatial downsampling (no randomness): ``x2 = x // f`` or ``x2 = x · W2 // W``.
 
     Later spatial transforms must use :attr:`output_size` as their sensor size.
@@ -154,13 +323,12 @@ class Downsample(_KernelTransform):
         w2, h2, _ = grid_size(self.sensor_size, self.downsample)
         return w2, h2, int(self.sensor_size[2]) if len(self.sensor_size) == 3 else 2
 
-    def apply_into(self, events, rng, out) -> int:
-        kernels.downsample_kernel(events, *_scale(self.sensor_size, self.downsample), out)
-        return len(events)
+    def _op(self, rng):
+        return kernels.OP_DOWNSAMPLE, _scale(self.sensor_size, self.downsample), (), 0, ()
 
 
 @dataclass(frozen=True)
-class DropEvent(_KernelTransform):
+class DropEvent(_EventOp):
     """Drop each event independently with probability ``p`` (a Bernoulli mask, so the number
     dropped is random, mean ``p · N``; tonic drops exactly ``round(p · N)``)."""
 
@@ -170,8 +338,8 @@ class DropEvent(_KernelTransform):
         if not 0.0 <= self.p <= 1.0:
             raise EventFileError(None, f"DropEvent p must be in [0, 1], got {self.p}")
 
-    def apply_into(self, events, rng, out) -> int:
-        return kernels.drop_event_kernel(events, float(self.p), kernels.rng_state(rng), out)
+    def _op(self, rng):
+        return kernels.OP_DROP, (), (float(self.p),), kernels.rng_seed(rng), ()
 
 
 @dataclass(frozen=True)
@@ -200,29 +368,27 @@ class DropChunk(_KernelTransform):
 
 
 @dataclass(frozen=True)
-class TimeJitter(_KernelTransform):
-    """``t += round(std_us · z)``, z ~ N(0, 1) per event, clipped at 0, then stably re-sorted."""
+class TimeJitter(_EventOp):
+    """``t += round(std_us · z)``, z ~ N(0, 1) per event, clipped at 0, then stably re-sorted
+    (equal timestamps keep their order). For ``std_us <= 127.875`` the rounded offset is drawn
+    from an exact table of its distribution, limited to ±ceil(8 std) (:func:`kernels.offset_table`;
+    the clipped tails have probability 1.2e-15)."""
 
     std_us: float = 1.0
+    sorts = True
 
     def __post_init__(self):
         if self.std_us < 0:
             raise EventFileError(None, f"TimeJitter std must be >= 0, got {self.std_us}")
 
-    def apply_into(self, events, rng, out) -> int:
-        n = len(events)
-        kernels.time_jitter_kernel(events, float(self.std_us), kernels.rng_state(rng), out)
-        # Expected insertion-sort moves per event ~ event rate x E|jitter difference|
-        # = rate x 1.13 std. A move costs about one record copy, the radix sort the equivalent
-        # of ~20 moves per event (measured), so beyond 16 expected moves go straight to radix.
-        span = int(events["t"][-1]) - int(events["t"][0]) + 1 if n else 1
-        moves_per_event = 1.13 * self.std_us * n / span
-        sort_by_time(out[:n], 32 * n + 1024 if moves_per_event < 16 else 0)
-        return n
+    def _op(self, rng):
+        std = float(self.std_us)
+        return (kernels.OP_TIME_JITTER, (), (std,), kernels.rng_seed(rng),
+                (kernels.offset_table(std),))
 
 
 @dataclass(frozen=True)
-class TimeSkew(_KernelTransform):
+class TimeSkew(_EventOp):
     """Stretch time about the first event: ``t' = t_0 + round(c · (t − t_0))`` with c uniform
     in ``coefficient`` (must be > 0, so the order is kept)."""
 
@@ -233,18 +399,16 @@ class TimeSkew(_KernelTransform):
         if lo <= 0:
             raise EventFileError(None, f"TimeSkew coefficients must be > 0, got {self.coefficient}")
 
-    def apply_into(self, events, rng, out) -> int:
+    def _op(self, rng):
         c = _uniform(rng, *_range(self.coefficient, "TimeSkew coefficient"))
-        if len(events):
-            kernels.time_skew_kernel(events, c, int(events["t"][0]), out)
-        return len(events)
+        return kernels.OP_TIME_SKEW, (), (c,), 0, ()
 
 
 @dataclass(frozen=True)
-class SpatialJitter(_KernelTransform):
+class SpatialJitter(_EventOp):
     """``x += round(std_x · z1)``, ``y += round(std_y · z2)``, z ~ N(0, 1) independent per
     event; events jittered outside the sensor are dropped. ``std`` is a float or (std_x, std_y),
-    in pixels."""
+    in pixels. Offsets are limited to ±ceil(8 std) for std <= 127.875 (see :class:`TimeJitter`)."""
 
     sensor_size: tuple[int, ...]
     std: float | tuple[float, float] = 1.0
@@ -254,14 +418,14 @@ class SpatialJitter(_KernelTransform):
         if sx < 0 or sy < 0:
             raise EventFileError(None, f"SpatialJitter std must be >= 0, got {self.std}")
 
-    def apply_into(self, events, rng, out) -> int:
-        w, h = _sensor_wh(self.sensor_size)
+    def _op(self, rng):
         sx, sy = _pair(self.std)
-        return kernels.spatial_jitter_kernel(events, w, h, sx, sy, kernels.rng_state(rng), out)
+        return (kernels.OP_SPATIAL_JITTER, _sensor_wh(self.sensor_size), (sx, sy),
+                kernels.rng_seed(rng), (kernels.offset_table(sx), kernels.offset_table(sy)))
 
 
 @dataclass(frozen=True)
-class Roll(_KernelTransform):
+class Roll(_EventOp):
     """Shift all events by integers ``(dx, dy)`` uniform in ``[-max_shift, max_shift]``.
 
     ``wrap=True`` wraps around the sensor edges (torus, nothing dropped); ``wrap=False`` drops
@@ -272,12 +436,12 @@ class Roll(_KernelTransform):
     max_shift: int | tuple[int, int] = 4
     wrap: bool = True
 
-    def apply_into(self, events, rng, out) -> int:
+    def _op(self, rng):
         w, h = _sensor_wh(self.sensor_size)
         mx, my = (abs(int(v)) for v in _pair(self.max_shift))
         dx = int(rng.integers(-mx, mx + 1))
         dy = int(rng.integers(-my, my + 1))
-        return kernels.roll_kernel(events, w, h, dx, dy, bool(self.wrap), out)
+        return kernels.OP_ROLL, (w, h, dx, dy, int(bool(self.wrap))), (), 0, ()
 
 
 def _affine_about_centre(w: int, h: int, m00: float, m01: float, m10: float, m11: float):
@@ -289,22 +453,22 @@ def _affine_about_centre(w: int, h: int, m00: float, m01: float, m10: float, m11
 
 
 @dataclass(frozen=True)
-class Rotate(_KernelTransform):
+class Rotate(_EventOp):
     """Rotate by an angle uniform in ``[-max_degrees, max_degrees]`` about the sensor centre
     ``((W−1)/2, (H−1)/2)``; coordinates are rounded, events leaving the sensor are dropped."""
 
     sensor_size: tuple[int, ...]
     max_degrees: float = 15.0
 
-    def apply_into(self, events, rng, out) -> int:
+    def _op(self, rng):
         w, h = _sensor_wh(self.sensor_size)
         a = math.radians(_uniform(rng, -self.max_degrees, self.max_degrees))
         c, s = math.cos(a), math.sin(a)
-        return kernels.affine_kernel(events, w, h, *_affine_about_centre(w, h, c, -s, s, c), out)
+        return kernels.OP_AFFINE, (w, h), _affine_about_centre(w, h, c, -s, s, c), 0, ()
 
 
 @dataclass(frozen=True)
-class Scale(_KernelTransform):
+class Scale(_EventOp):
     """Zoom by a factor uniform in ``scale`` about the sensor centre (same factor for x and y);
     coordinates are rounded, events leaving the sensor are dropped."""
 
@@ -316,24 +480,24 @@ class Scale(_KernelTransform):
         if lo <= 0:
             raise EventFileError(None, f"Scale factors must be > 0, got {self.scale}")
 
-    def apply_into(self, events, rng, out) -> int:
+    def _op(self, rng):
         w, h = _sensor_wh(self.sensor_size)
         f = _uniform(rng, *_range(self.scale, "Scale"))
-        return kernels.affine_kernel(events, w, h, *_affine_about_centre(w, h, f, 0, 0, f), out)
+        return kernels.OP_AFFINE, (w, h), _affine_about_centre(w, h, f, 0, 0, f), 0, ()
 
 
 @dataclass(frozen=True)
-class FlipLR(_KernelTransform):
+class FlipLR(_EventOp):
     """With probability ``p`` mirror left-right: ``x' = W − 1 − x``."""
 
     sensor_size: tuple[int, ...]
     p: float = 0.5
 
-    def apply_into(self, events, rng, out) -> int:
+    def _op(self, rng):
         w, h = _sensor_wh(self.sensor_size)
         if rng.random() >= self.p:
-            return _copy_into(events, out)
-        return kernels.affine_kernel(events, w, h, -1.0, 0.0, 0.0, 1.0, w - 1.0, 0.0, out)
+            return None
+        return kernels.OP_AFFINE, (w, h), (-1.0, 0.0, 0.0, 1.0, w - 1.0, 0.0), 0, ()
 
 
 def event_cutmix(

@@ -367,6 +367,8 @@ def test_functional_kernels_match_py_func():
             np.testing.assert_array_equal(dt, ref[2])
     for kernel, args in [
         (K.downsample_kernel, (3, 13, 2, 9)),
+        (K.downsample_kernel, (1, 4, 1, 2)),  # shifts
+        (K.downsample_kernel, (1, 1, 7, 7)),  # identity
         (K.refractory_kernel, (13, 9, 2000)),
         (K.denoise_kernel, (13, 9, 1500)),
     ]:
