@@ -13,6 +13,7 @@ import sys
 import click
 
 from eventssm import __version__
+from eventssm.cli._common import one_line, os_error_message
 from eventssm.events import EventFileError
 
 # name -> "module:function"; help text is read from the command itself when listed.
@@ -44,14 +45,41 @@ class LazyGroup(click.Group):
 
 
 class FriendlyErrors(LazyGroup):
-    """Turns the project's input errors into one line on stderr and exit status 2."""
+    """Turns every error a command lets through into ONE ``error: ...`` line on stderr.
+
+    * EventFileError (a bad recording), a click usage error (bad option value, missing
+      argument; the line ends with a pointer to the command's ``--help``) and an OSError (a
+      file or folder that cannot be created or written): exit status 2.
+    * Anything else is a bug: one ``error: internal error: ...`` line and exit status 1, or the
+      full traceback with ``-vv``.
+    """
 
     def invoke(self, ctx):
         try:
             return super().invoke(ctx)
+        except (click.exceptions.Exit, click.exceptions.Abort):
+            raise  # --help, --version, Ctrl-C: click's own handling
         except EventFileError as exc:
-            click.echo(f"error: {exc}", err=True)
-            sys.exit(2)
+            _die(str(exc), 2)
+        except click.UsageError as exc:
+            sub = exc.ctx.command_path if exc.ctx is not None else ctx.command_path
+            _die(f"{exc.format_message()} (see '{sub} --help')", exc.exit_code)
+        except click.ClickException as exc:
+            _die(exc.format_message(), exc.exit_code)
+        except OSError as exc:
+            _die(os_error_message(exc), 2)
+        except Exception as exc:
+            if ctx.meta.get(_VERBOSE, 0) >= 2:
+                raise
+            _die(f"internal error: {type(exc).__name__}: {exc} (run with -vv for the traceback)", 1)
+
+
+_VERBOSE = "eventssm.verbose"  # ctx.meta key: the group's -v count
+
+
+def _die(message: str, code: int):
+    click.echo(f"error: {one_line(message)}", err=True)
+    sys.exit(code)
 
 
 @click.group(cls=FriendlyErrors, lazy_commands=COMMANDS, context_settings={"help_option_names": ["-h", "--help"]})
@@ -59,5 +87,6 @@ class FriendlyErrors(LazyGroup):
 @click.option("-v", "--verbose", count=True, help="Log more (-v info, -vv debug).")
 def main(verbose: int) -> None:
     """eventssm: read event-camera recordings, tokenize them, run S7/S5 classifiers."""
+    click.get_current_context().meta[_VERBOSE] = verbose
     level = logging.WARNING - 10 * min(verbose, 2)
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")

@@ -9,12 +9,38 @@ import click
 
 from eventssm.cli._common import fail
 
+_MAX_CHUNK = 1 << 20  # --stream chunks up to this many events are padded to exactly N
+def chunk_width(every: int, n_events: int) -> int:
+    """Padded length of the ``--stream`` chunks of a file of ``n_events`` events.
+
+    Every chunk is padded (masked) to this length, so one compiled function serves all chunks
+    of all files: N itself, unless N is beyond :data:`_MAX_CHUNK` and the file, when the
+    smallest power of two >= ``n_events`` bounds the allocation instead.
+    """
+    if every <= _MAX_CHUNK:
+        return every
+    return min(every, 1 << max(n_events - 1, 0).bit_length())
+
+
+_PREDICT = []  # the compiled predictor, made on first use (importing this module needs no JAX)
+
+
+def _predict_fn():
+    """``(model, tokens, dt, mask) -> class probabilities``, jit-compiled once per model graph and
+    input shape for the whole process (several calls in one process reuse the compilation)."""
+    if not _PREDICT:
+        import jax
+        from flax import nnx
+
+        _PREDICT.append(nnx.jit(lambda model, t, d, m: jax.nn.softmax(model(t, d, m), -1)))
+    return _PREDICT[0]
+
 
 @click.command("classify")
 @click.argument("run", type=click.Path(file_okay=False, path_type=Path))
 @click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path))
-@click.option("--top", default=3, show_default=True, help="Classes to show per file.")
-@click.option("--stream", "stream_every", type=int, default=0,
+@click.option("--top", type=click.IntRange(min=1), default=3, show_default=True, help="Classes to show per file.")
+@click.option("--stream", "stream_every", type=click.IntRange(min=0), default=0, metavar="N",
               help="Also run the streaming model and print its prediction every N events.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per file.")
 def classify(run: Path, files: tuple[Path, ...], top: int, stream_every: int, as_json: bool) -> None:
@@ -22,7 +48,6 @@ def classify(run: Path, files: tuple[Path, ...], top: int, stream_every: int, as
 
     Each file is tokenized exactly as the training cache was (settings stored in RUN).
     """
-    import jax
     import jax.numpy as jnp
     import numpy as np
 
@@ -45,8 +70,9 @@ def classify(run: Path, files: tuple[Path, ...], top: int, stream_every: int, as
     from eventssm.tokenizers.batching import pad_batch
 
     # padded to a bucket length, so files of different lengths share a few compiled shapes
-    forward = jax.jit(lambda t, d, m: jax.nn.softmax(model(t, d, m), -1))
+    forward = _predict_fn()
     failed = 0
+    streamer = None
     for path in files:
         try:
             tf = tokenize_file(path, settings=settings, sensor_size=sensor)
@@ -56,21 +82,28 @@ def classify(run: Path, files: tuple[Path, ...], top: int, stream_every: int, as
             continue
         tokens, dt = tf.tokens[None, :], tf.dt[None, :]
         b = pad_batch([(tf.tokens, tf.dt)], [0])
-        probs = np.asarray(forward(jnp.asarray(b.tokens), jnp.asarray(b.dt), jnp.asarray(b.mask)))[0]
+        probs = np.asarray(forward(model, jnp.asarray(b.tokens), jnp.asarray(b.dt), jnp.asarray(b.mask)))[0]
         order = np.argsort(-probs)[:top]
         result = {"file": str(path), "events": int(tokens.shape[1]),
                   "top": [{"class": names[i], "p": round(float(probs[i]), 4)} for i in order]}
         if stream_every > 0:
-            from eventssm.models.streaming import Streamer
+            if streamer is None:
+                from eventssm.models.streaming import Streamer
 
-            streamer = Streamer(model)
+                streamer = Streamer(model)  # compiled once, for every file
             state = streamer.init_state(1)
             trace = []
-            for a in range(0, tokens.shape[1], stream_every):
-                state, logits = streamer.step_chunk(state, jnp.asarray(tokens[:, a:a + stream_every]),
-                                                    jnp.asarray(dt[:, a:a + stream_every]))
-                last = np.asarray(logits[0, -1])
-                trace.append({"events": min(a + stream_every, tokens.shape[1]), "class": names[int(last.argmax())]})
+            n_ev = tokens.shape[1]
+            width = chunk_width(stream_every, n_ev)
+            for a in range(0, n_ev, width):
+                k = min(width, n_ev - a)
+                ct = np.zeros((1, width), np.int32)
+                cd = np.zeros((1, width), np.float32)
+                ct[0, :k], cd[0, :k] = tokens[0, a:a + k], dt[0, a:a + k]
+                cm = np.arange(width)[None, :] < k
+                state, logits = streamer.step_chunk(state, jnp.asarray(ct), jnp.asarray(cd), jnp.asarray(cm),
+                                                    last_only=True)
+                trace.append({"events": a + k, "class": names[int(np.asarray(logits[0]).argmax())]})
             result["stream"] = trace
         if as_json:
             click.echo(json.dumps(result))

@@ -5,17 +5,10 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
-from typing import NoReturn
 
 import click
 
-from eventssm.cli._common import parse_size
-
-
-def _fail(message: str, code: int = 2) -> NoReturn:
-    """One ``error: ...`` line on stderr, then exit (never a traceback)."""
-    click.echo(f"error: {message}", err=True)
-    sys.exit(code)
+from eventssm.cli._common import fail, os_error_message, parse_size
 
 
 @click.command("preprocess")
@@ -110,15 +103,15 @@ def preprocess(
     # ---- options that do not need the files ------------------------------------------
     n_label_opts = (labels_csv is not None) + (labels_from is not None) + no_labels
     if n_label_opts != 1:
-        _fail("give exactly one of --labels CSV, --labels-from folder|name, --no-labels")
+        fail("give exactly one of --labels CSV, --labels-from folder|name, --no-labels")
     if overwrite and append:
-        _fail("give either --overwrite or --append, not both")
+        fail("give either --overwrite or --append, not both")
     if downsample is not None and target_size is not None:
-        _fail("give either --downsample or --target-size, not both")
+        fail("give either --downsample or --target-size, not both")
     if overlap and slice_events is None:
-        _fail("--overlap needs --slice-events")
+        fail("--overlap needs --slice-events")
     if classes is not None and no_labels:
-        _fail("--classes needs labels (not --no-labels)")
+        fail("--classes needs labels (not --no-labels)")
     target = parse_size(target_size, "--target-size") if target_size is not None else None
     sensor = None
     if sensor_size is not None:
@@ -134,18 +127,22 @@ def preprocess(
             sort_events=sort_events,
         )
     except ValueError as exc:
-        _fail(str(exc))
+        fail(str(exc))
     if output.is_dir():
-        _fail(f"{output}: is a directory; give a file name such as {output / 'cache.h5'}")
+        fail(f"{output}: is a directory; give a file name such as {output / 'cache.h5'}")
     if output.exists() and not (overwrite or append):
-        _fail(f"{output}: exists; pass --overwrite to replace it or --append to add files")
+        fail(f"{output}: exists; pass --overwrite to replace it or --append to add files")
     if not output.parent.is_dir():
-        _fail(f"{output.parent}: no such folder for the output")
+        if output.parent.exists():
+            fail(f"{output}: cannot write the output: {output.parent} is not a folder")
+        fail(f"{output.parent}: no such folder for the output")
+    if not os.access(output.parent, os.W_OK | os.X_OK):
+        fail(f"{output}: cannot write the output: {output.parent} is not writable")
     class_list = None
     if classes is not None:
         class_list = [c.strip() for c in classes.split(",") if c.strip()]
         if not class_list:
-            _fail("--classes is empty")
+            fail("--classes is empty")
 
     # ---- files and labels ------------------------------------------------------------
     try:
@@ -153,11 +150,11 @@ def preprocess(
             from eventssm.io import formats
 
             if fmt not in formats():
-                _fail(f"unknown format {fmt!r}; known: {', '.join(formats())}")
+                fail(f"unknown format {fmt!r}; known: {', '.join(formats())}")
         exclude = [output] + ([labels_csv] if labels_csv is not None else [])
         files = find_recordings(inputs, format=fmt, exclude=exclude)
         if not files:
-            _fail(f"no recordings found in {', '.join(map(str, inputs))}")
+            fail(f"no recordings found in {', '.join(map(str, inputs))}")
         if labels_csv is not None:
             labels = labels_from_csv(files, labels_csv)
         elif labels_from == "folder":
@@ -170,7 +167,7 @@ def preprocess(
             # check every label before any file is read (the library checks again)
             class_ids(labels, files, class_list)
     except DatasetError as exc:
-        _fail(str(exc))
+        fail(str(exc))
 
     # ---- the run ---------------------------------------------------------------------
     n_workers = workers or min(os.cpu_count() or 1, len(files))
@@ -195,12 +192,11 @@ def preprocess(
                 progress=bar.update,
             )
     except (EventFileError, DatasetError) as exc:
-        _fail(str(exc))
+        fail(str(exc))
     except OSError as exc:
-        where = exc.filename or output
-        _fail(f"{where}: {exc.strerror or exc}")
+        fail(os_error_message(exc, output))
     except KeyboardInterrupt:
-        _fail(f"interrupted; {output} was not written", code=130)
+        fail(f"interrupted; {output} was not written", code=130)
 
     for line in report.bad:
         click.echo(f"skipped: {line}", err=True)
@@ -211,7 +207,7 @@ def preprocess(
     try:
         info = read_cache_info(output)
     except DatasetError as exc:
-        _fail(str(exc))
+        fail(str(exc))
     parts = [f"{report.samples_added} samples from {report.sources_added} recordings"]
     if report.unchanged:
         parts.append(f"{len(report.unchanged)} already cached")

@@ -7,48 +7,81 @@ from pathlib import Path
 
 import click
 
-from eventssm.cli._common import parse_size
+from eventssm.cli._common import FiniteFloatRange, fail, os_error_message, parse_size
 
 # format name -> file extension; the encoder is looked up in eventssm.sim.export
 FORMATS = {"h5": ".h5", "npz": ".npz", "evt2": ".raw", "evt3": ".raw", "dat": ".dat", "aedat3": ".aedat"}
 
+#: x and y are int16 in EVENT_DTYPE
+MAX_SIDE = 32767
+#: frames x width x height of one rendered clip (float32 frames and float64 log intensities,
+#: about 12 bytes each: 2**28 is about 3 GiB)
+MAX_PIXEL_FRAMES = 1 << 28
+
 
 @click.command("simulate")
 @click.argument("out_dir", type=click.Path(file_okay=False, path_type=Path))
-@click.option("--per-class", default=4, show_default=True, help="Recordings per class.")
+@click.option("--per-class", type=click.IntRange(min=1), default=4, show_default=True, help="Recordings per class.")
 @click.option("--size", default="64x64", show_default=True, help="Sensor size WxH.")
 @click.option("--classes", default=None, help="Comma-separated subset of the classes (default: all).")
 @click.option("--format", "fmt", type=click.Choice(sorted(FORMATS)), default="h5", show_default=True,
               help="File format to write (several readers can then be tried on the same data).")
-@click.option("--seed", default=0, show_default=True, help="Seed of the np.random.Generator.")
-@click.option("--frames", default=40, show_default=True, help="Rendered frames per clip.")
-@click.option("--duration-ms", default=400, show_default=True, help="Clip duration.")
+@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Seed of the np.random.Generator.")
+@click.option("--frames", type=click.IntRange(min=2), default=40, show_default=True,
+              help="Rendered frames per clip (>= 2).")
+@click.option("--duration-ms", type=FiniteFloatRange(min=0, min_open=True), default=400.0, show_default=True,
+              help="Clip duration (> 0; at least 1 us per frame step).")
 def simulate(out_dir: Path, per_class: int, size: str, classes: str | None, fmt: str, seed: int,
-             frames: int, duration_ms: int) -> None:
+             frames: int, duration_ms: float) -> None:
     """Render moving shapes, simulate a DVS watching them, and write OUT_DIR/<class>/<class>_<i>.<ext>.
 
     Classes: right, left, up, down (a translating disc), cw, ccw (a rotating bar), grow, shrink
     (a ring). Use `eventssm preprocess OUT_DIR --labels-from folder` to build a training cache.
     """
-    import numpy as np
-
-    from eventssm.sim import CLASSES, make_sample
-    from eventssm.sim.export import write_recording
-
     w, h = parse_size(size, "--size")
-    names = tuple(CLASSES) if classes is None else tuple(c.strip() for c in classes.split(","))
+    if max(w, h) > MAX_SIDE:
+        raise click.BadParameter(f"{w}x{h}: each side must be at most {MAX_SIDE}", param_hint="--size")
+    if frames * w * h > MAX_PIXEL_FRAMES:
+        fail(f"--frames {frames} at --size {w}x{h}: one clip would need about "
+             f"{frames * w * h * 12 / 2**30:.1f} GiB; use fewer frames or a smaller size")
+    duration_us = round(duration_ms * 1000)
+    if duration_us < frames - 1:
+        fail(f"--duration-ms {duration_ms:g} is too short for {frames} frames: each of the {frames - 1} "
+             f"frame steps needs at least 1 us")
+
+    from eventssm.sim import CLASSES
+
+    if classes is None:
+        names = tuple(CLASSES)
+    else:
+        names = tuple(dict.fromkeys(c.strip() for c in classes.split(",")))  # unique, in order
     unknown = [c for c in names if c not in CLASSES]
     if unknown:
         raise click.BadParameter(f"unknown class {unknown[0]!r}; known: {', '.join(CLASSES)}", param_hint="--classes")
-    if per_class < 1:
-        raise click.BadParameter("must be >= 1", param_hint="--per-class")
+
+    import numpy as np
+
+    from eventssm.sim import make_sample
+    from eventssm.sim.export import write_recording
+
+    try:  # before any rendering: an OUT_DIR that cannot be created fails at once
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        fail(f"{out_dir}: cannot create the output folder ({exc.strerror or exc})")
     rng = np.random.default_rng(seed)
     n = 0
     for name in names:
         folder = out_dir / name
-        folder.mkdir(parents=True, exist_ok=True)
         for i in range(per_class):
-            rec = make_sample(name, rng, size=(w, h), n_frames=frames, duration_us=duration_ms * 1000)
-            write_recording(folder / f"{name}_{i:03d}{FORMATS[fmt]}", rec, fmt)
+            rec = make_sample(name, rng, size=(w, h), n_frames=frames, duration_us=duration_us)
+            path = folder / f"{name}_{i:03d}{FORMATS[fmt]}"
+            try:
+                folder.mkdir(exist_ok=True)
+                write_recording(path, rec, fmt)
+            except OSError as exc:
+                fail(os_error_message(exc, path))
+            except ValueError as exc:  # an encoder's limit, e.g. the sensor is too large for EVT 2.0
+                fail(f"{path}: cannot write as {fmt}: {exc}")
             n += 1
     click.echo(f"wrote {n} recordings ({len(names)} classes, {w}x{h}, {fmt}) to {out_dir}", file=sys.stdout)

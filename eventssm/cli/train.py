@@ -7,7 +7,14 @@ from pathlib import Path
 
 import click
 
-from eventssm.cli._common import fail
+from eventssm.cli._common import FiniteFloatRange, check_new_folder, fail, os_error_message
+
+#: ClassifierConfig.scan_method values (eventssm.models.classifier.SCAN_METHODS; listed here so
+#: that ``--help`` does not import JAX)
+SCAN_METHODS = ("associative", "sequential", "chunked")
+# jax.random.key takes the seed as a 32-bit integer
+_SEED = click.IntRange(0, 2**31 - 1)
+_POSITIVE = click.IntRange(min=1)
 
 
 @click.command("train")
@@ -17,21 +24,29 @@ from eventssm.cli._common import fail
 @click.option("--preset", default="tiny", show_default=True,
               help="Model dims: tiny, s7-dvs, eventssm-dvs-small.")
 @click.option("--layer", type=click.Choice(["s7", "s5"]), default="s7", show_default=True)
-@click.option("--d-model", type=int, default=None, help="Override the preset's feature size.")
-@click.option("--d-state", type=int, default=None, help="Override the preset's state size.")
-@click.option("--steps", default=300, show_default=True)
-@click.option("--batch-size", default=16, show_default=True)
-@click.option("--crop-events", default=4096, show_default=True, help="Random training crops (events).")
-@click.option("--lr", default=4e-3, show_default=True)
-@click.option("--ssm-lr", default=1e-3, show_default=True)
-@click.option("--val-fraction", default=0.2, show_default=True,
-              help="Share of each class's recordings held out for validation.")
-@click.option("--seed", default=0, show_default=True)
-@click.option("--log-every", default=25, show_default=True)
-def train(cache: Path, out: Path, preset: str, layer: str, d_model: int | None, d_state: int | None, steps: int,
+@click.option("--d-model", type=_POSITIVE, default=None, help="Override the preset's feature size.")
+@click.option("--d-state", type=_POSITIVE, default=None, help="Override the preset's state size.")
+@click.option("--stages", type=_POSITIVE, default=None, help="Override the preset's number of stages.")
+@click.option("--layers-per-stage", type=_POSITIVE, default=None, help="Override the preset's SSM layers per stage.")
+@click.option("--scan-method", type=click.Choice(SCAN_METHODS), default=None,
+              help="Override the preset's linear-recurrence scan (same results; speed and compile time differ).")
+@click.option("--steps", type=_POSITIVE, default=300, show_default=True)
+@click.option("--batch-size", type=_POSITIVE, default=16, show_default=True)
+@click.option("--crop-events", type=_POSITIVE, default=4096, show_default=True, help="Random training crops (events).")
+@click.option("--lr", type=FiniteFloatRange(min=0, min_open=True), default=4e-3, show_default=True)
+@click.option("--ssm-lr", type=FiniteFloatRange(min=0, min_open=True), default=1e-3, show_default=True)
+@click.option("--val-fraction", type=FiniteFloatRange(0, 1, max_open=True), default=0.2, show_default=True,
+              help="Share of each class's recordings held out for validation (0 <= f < 1).")
+@click.option("--seed", type=_SEED, default=0, show_default=True)
+@click.option("--log-every", type=_POSITIVE, default=25, show_default=True)
+def train(cache: Path, out: Path, preset: str, layer: str, d_model: int | None, d_state: int | None,
+          stages: int | None, layers_per_stage: int | None, scan_method: str | None, steps: int,
           batch_size: int, crop_events: int, lr: float, ssm_lr: float, val_fraction: float, seed: int,
           log_every: int) -> None:
     """Train a classifier on CACHE (made by `eventssm preprocess`) and save it to OUT."""
+    check_new_folder(out, "checkpoint folder")
+    if out.is_dir() and any(out.iterdir()) and not (out / "model.json").is_file():
+        fail(f"{out}: exists and is not a checkpoint folder (it would be replaced); give a new folder name")
     import numpy as np
     from flax import nnx
 
@@ -46,13 +61,17 @@ def train(cache: Path, out: Path, preset: str, layer: str, d_model: int | None, 
         n_classes = len(ds.class_names)
         if n_classes < 2 or np.any(np.asarray(ds.labels) < 0):
             fail(f"{cache}: training needs a labelled cache with at least two classes")
-        overrides = {k: v for k, v in (("d_model", d_model), ("d_state", d_state)) if v is not None}
+        overrides = {k: v for k, v in (("d_model", d_model), ("d_state", d_state), ("n_stages", stages),
+                                       ("layers_per_stage", layers_per_stage), ("scan_method", scan_method))
+                     if v is not None}
         config = get_preset(preset, layer, vocab_size=ds.vocab_size, n_classes=n_classes, **overrides)
         tcfg = TrainConfig(steps=steps, batch_size=batch_size, crop_events=crop_events, lr=lr, ssm_lr=ssm_lr,
                            seed=seed, warmup_steps=min(100, steps // 10))
     except (DatasetError, ValueError) as exc:
         fail(str(exc))
     tr, va = split_by_source(ds.labels, ds.source_index, val_fraction, np.random.default_rng(seed))
+    if len(tr) == 0:
+        fail(f"{cache}: --val-fraction {val_fraction:g} leaves no recording for training")
     model = EventClassifier(config, rngs=nnx.Rngs(params=seed, dropout=seed + 1))
     n_params = sum(int(np.prod(p.shape)) for p in __import__("jax").tree_util.tree_leaves(nnx.state(model, nnx.Param)))
     click.echo(f"{cache}: {len(ds)} samples, {n_classes} classes, vocabulary {ds.vocab_size}; "
@@ -69,14 +88,17 @@ def train(cache: Path, out: Path, preset: str, layer: str, d_model: int | None, 
         click.echo(f"validation accuracy {metrics['val']['accuracy']:.3f} on {metrics['val']['n']} samples")
     tokenizer = {"settings": ds.settings.to_dict(), "sensor_size": list(ds.sensor_size),
                  "class_names": list(ds.class_names), "vocab_size": ds.vocab_size}
-    save_checkpoint(out, model, train_config=tcfg, tokenizer=tokenizer, metrics=metrics)
+    try:
+        save_checkpoint(out, model, train_config=tcfg, tokenizer=tokenizer, metrics=metrics)
+    except OSError as exc:
+        fail(f"{out}: checkpoint not saved: {os_error_message(exc)}")
     click.echo(f"saved {out} ({history['seconds']:.1f} s)")
 
 
 @click.command("evaluate")
 @click.argument("run", type=click.Path(file_okay=False, path_type=Path))
 @click.argument("cache", type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--batch-size", default=16, show_default=True)
+@click.option("--batch-size", type=_POSITIVE, default=16, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 def evaluate_cmd(run: Path, cache: Path, batch_size: int, as_json: bool) -> None:
     """Accuracy and confusion matrix of the checkpoint RUN on every sample of CACHE."""

@@ -42,12 +42,29 @@ def render_clip(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Render one clip of class ``label``.
 
+    Args:
+        label: one of :data:`CLASSES`.
+        rng: source of every random choice.
+        size: (W, H) pixels, each >= 1.
+        n_frames: T >= 2 frames.
+        duration_us: time of the last frame; >= T - 1 so the frame times strictly increase.
+
     Returns:
         frames (T, H, W) float32 in [0, 1] and times (T,) int64 microseconds starting at 0.
+
+    Raises:
+        ValueError: unknown label, or a size, frame count or duration out of range.
     """
     if label not in CLASSES:
         raise ValueError(f"unknown class {label!r}; known: {', '.join(CLASSES)}")
     w, h = size
+    if w < 1 or h < 1:
+        raise ValueError(f"size must be positive, got {size}")
+    if n_frames < 2:
+        raise ValueError(f"n_frames must be >= 2, got {n_frames}")
+    if duration_us < n_frames - 1:
+        # frame times round(k / (T-1) * D) are strictly increasing exactly when D >= T - 1
+        raise ValueError(f"duration_us {duration_us} is too short for {n_frames} frames (at least 1 us per step)")
     bg = rng.uniform(0.1, 0.3)
     fg = rng.uniform(0.7, 1.0)
     cx, cy = w / 2 + rng.uniform(-0.1, 0.1) * w, h / 2 + rng.uniform(-0.1, 0.1) * h

@@ -72,6 +72,7 @@ __all__ = [
     "build_cache",
     "class_ids",
     "find_recordings",
+    "is_event_text",
     "is_token_cache",
     "labels_from_csv",
     "labels_from_folder",
@@ -345,7 +346,8 @@ def tokenize_file(
         st = os.stat(p)
     except OSError as exc:
         raise EventFileError(p, f"cannot stat: {exc.strerror or exc}") from None
-    rec = read_events(p, format=format, sensor_size=sensor_size)
+    reader = _reader_name(p, format)
+    rec = read_events(p, format=reader, sensor_size=sensor_size)
     try:
         tokens, dt, lengths, ranges = tokenize_recording(rec.events, rec.sensor_size, settings)
     except EventFileError as exc:  # tokenize's errors do not know the file
@@ -357,9 +359,22 @@ def tokenize_file(
         n_events=len(rec.events),
         sensor_size=tuple(int(v) for v in rec.sensor_size),
         label=int(label),
-        format=str(rec.meta.get("format", format or "")),
+        format=reader,
     )
     return TokenizedFile(src, tokens, dt, lengths, ranges)
+
+
+def _reader_name(path: str, format: str | None) -> str:
+    """Name of the reader that decodes ``path``: ``format`` when given, else the detected one.
+
+    This, not ``Recording.meta["format"]`` (which a file written by ``write_events`` carries
+    over from the recording it stored, e.g. ``"simulated"``), is what ``/sources/format`` holds.
+    """
+    if format is not None:
+        return format
+    from eventssm.io import detect_format
+
+    return detect_format(path).name
 
 
 # --------------------------------------------------------------------------------------------
@@ -375,10 +390,16 @@ def find_recordings(
     """Expand files and folders into recording paths.
 
     Folders are walked recursively in sorted order, keeping files whose extension a registered
-    reader knows (only ``format``'s extensions when given); hidden files and token caches
-    (:func:`is_token_cache`, e.g. an earlier output in the same folder) are skipped. Files
-    named explicitly are kept whatever their extension. Order: as given, folders expanded in
-    place; duplicates (same absolute path) and ``exclude`` paths are dropped.
+    reader knows (only ``format``'s extensions when given). Skipped inside folders: hidden
+    files and folders, token caches (:func:`is_token_cache`, e.g. an earlier output in the same
+    folder) and ``.csv`` / ``.txt`` files that do not hold event data (see
+    :func:`is_event_text`: a labels CSV or a README beside the recordings). Files named
+    explicitly are kept whatever their extension and content. Order: as given, folders
+    expanded in place; duplicates (same absolute path) and ``exclude`` paths (e.g. the output
+    and the labels CSV; compared after resolving symbolic links) are dropped everywhere.
+
+    Returns:
+        absolute paths.
 
     Raises:
         DatasetError: an input does not exist.
@@ -392,13 +413,13 @@ def find_recordings(
         exts = set(specs[format].extensions)
     else:
         exts = {e for s in specs.values() for e in s.extensions}
-    skip = {os.path.abspath(os.fspath(e)) for e in exclude}
+    skip = {os.path.realpath(os.fspath(e)) for e in exclude}
     out: list[Path] = []
     seen: set[str] = set()
 
     def add(p: Path) -> None:
         a = os.path.abspath(p)
-        if a not in seen and a not in skip:
+        if a not in seen and os.path.realpath(a) not in skip:
             seen.add(a)
             out.append(Path(a))
 
@@ -414,12 +435,65 @@ def find_recordings(
                     if fp.suffix.lower() in (".h5", ".hdf5") and is_token_cache(fp):
                         log.info("skipping token cache %s", fp)
                         continue
+                    if fp.suffix.lower() in _TEXT_EXTENSIONS and not is_event_text(fp):
+                        log.info("skipping %s: its first line is not an event header or event", fp)
+                        continue
                     add(fp)
         elif p.exists():
             add(p)
         else:
             raise DatasetError(f"{p}: no such file or folder")
     return out
+
+
+_TEXT_EXTENSIONS = (".csv", ".txt")
+#: column names of the csv reader (eventssm.io.text): x, y, t | ts | timestamp | time, p | pol | polarity
+_EVENT_COLUMNS = {"x": "x", "y": "y", "t": "t", "ts": "t", "timestamp": "t", "time": "t",
+                  "p": "p", "pol": "p", "polarity": "p"}
+_SNIFF_BYTES = 1 << 16
+
+
+def is_event_text(path: str | os.PathLike) -> bool:
+    """Whether a text file looks like event data, judged by its first data line.
+
+    The rule :func:`find_recordings` applies to ``.csv`` / ``.txt`` files found in folders:
+    the first line that is neither blank nor a comment (``#``, ``%``), within the first 64 KiB,
+    must be either
+
+    * a header naming the columns x, y, t (or ts, timestamp, time) and p (or pol, polarity),
+      in any order and case, other columns allowed; or
+    * at least four numbers (a headerless event line, e.g. ``t x y p``),
+
+    split on commas, else semicolons, else whitespace, as the csv reader splits them. A labels
+    file (``file,label``), prose, a binary file or a file with no data line is not event data.
+    Files that pass may still fail to decode later (a bad line further down).
+    """
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(_SNIFF_BYTES)
+    except OSError:
+        return False
+    for raw in head.split(b"\n")[: -1 if len(head) == _SNIFF_BYTES else None]:
+        try:
+            line = raw.decode("utf-8").lstrip("\ufeff").strip()
+        except UnicodeDecodeError:
+            return False
+        if not line or line.startswith(("#", "%")):
+            continue
+        delimiter = "," if "," in line else (";" if ";" in line else None)
+        fields = [f.strip() for f in line.split(delimiter)]
+        numbers = 0
+        for f in fields:
+            try:
+                float(f)
+            except ValueError:
+                break
+            numbers += 1
+        if numbers == len(fields):
+            return numbers >= 4
+        names = {_EVENT_COLUMNS.get(f.strip("\"'").lower()) for f in fields}
+        return {"x", "y", "t", "p"} <= names
+    return False
 
 
 def is_token_cache(path: str | os.PathLike) -> bool:
@@ -1357,14 +1431,14 @@ class _FileTokenDataset(TokenDataset):
 
         if sensor_size is not None:
             sensor_size = tuple(int(v) for v in sensor_size)
-        self._format = format
         self._user_sensor = sensor_size
         self._settings = settings
         sources, ranges, src_idx, lab, lengths = [], [], [], [], []
         common = sensor_size
         for s, p in enumerate(paths):
             st = os.stat(p)
-            rec = read_events(p, format=format, sensor_size=sensor_size)
+            reader = _reader_name(p, format)
+            rec = read_events(p, format=reader, sensor_size=sensor_size)
             size = tuple(int(v) for v in rec.sensor_size)
             if common is None:
                 common = size
@@ -1382,7 +1456,7 @@ class _FileTokenDataset(TokenDataset):
                     )
             r = _slice_ranges(len(rec.events), settings)
             sources.append(SourceInfo(p, int(st.st_size), int(st.st_mtime_ns), len(rec.events),
-                                      size, int(ids[s]), str(rec.meta.get("format", ""))))
+                                      size, int(ids[s]), reader))
             ranges.append(r)
             src_idx.append(np.full(len(r), s, np.int32))
             lab.append(np.full(len(r), ids[s], np.int32))
@@ -1415,7 +1489,7 @@ class _FileTokenDataset(TokenDataset):
         st = os.stat(src.path)
         if st.st_size != src.size or st.st_mtime_ns != src.mtime_ns:
             raise DatasetError(f"{src.path}: changed since the dataset was indexed")
-        rec = read_events(src.path, format=self._format, sensor_size=self._user_sensor)
+        rec = read_events(src.path, format=src.format, sensor_size=self._user_sensor)
         ev = _prepare(rec.events, self._settings)
         self._last = (s, ev, rec.sensor_size)
         return ev, rec.sensor_size

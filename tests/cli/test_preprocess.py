@@ -152,6 +152,46 @@ def test_folder_labels_and_summary(tmp_path, corpus):
         assert sorted(set(ds.labels.tolist())) == [0, 1]
 
 
+def test_folder_walk_skips_labels_csv_and_notes(tmp_path, corpus):
+    """A labels CSV and a README beside the recordings are not recordings; an event CSV is."""
+    ev = save_npz(tmp_path / "scratch.npz", 40, 99)
+    rows = "".join(f"{e['x']},{e['y']},{e['t']},{int(e['p'])}\n" for e in ev)
+    (corpus / "left" / "left_9.csv").write_text("x,y,t,p\n" + rows)
+    listed = [*sorted(corpus.rglob("*.npz")), corpus / "left" / "left_9.csv"]
+    (corpus / "labels.csv").write_text(
+        "file,label\n" + "".join(f"{f.relative_to(corpus).as_posix()},{f.parent.name}\n" for f in listed))
+    (corpus / "README.txt").write_text("Six recordings, two classes.\n")
+    (corpus / "right" / "notes.csv").write_text("note,author\nrecorded indoors,me\n")
+    expected = sorted(str(f) for f in listed)
+    for k, labels in enumerate((["--labels-from", "folder"], ["--labels", corpus / "labels.csv"])):
+        out = tmp_path / f"c{k}.h5"
+        result = run(corpus, "-o", out, *labels, "--sensor-size", "20x12", "--workers", "1")
+        assert result.exit_code == 0, result.output
+        assert "7 samples from 7 recordings" in result.stdout
+        with TokenDataset(out) as ds:
+            assert sorted(ds.source_path(i) for i in range(len(ds))) == expected
+            assert {s.format for s in ds.sources} == {"npz", "csv"}
+            i = next(i for i in range(len(ds)) if ds.source_path(i).endswith("left_9.csv"))
+            assert ds.class_names[ds.labels[i]] == "left"
+            assert np.array_equal(detokenize(ds[i][0], (20, 12, 2))[0], ev["x"])
+    # named explicitly, a non-event text file is still read, and fails with one line
+    result = run(corpus / "right" / "notes.csv", "-o", tmp_path / "n.h5", "--no-labels")
+    assert_one_error(result, "notes.csv", "header")
+
+
+def test_sources_format_is_the_reader(tmp_path):
+    """Simulated HDF5 files carry meta format "simulated"; the cache names the hdf5 reader."""
+    raw = tmp_path / "raw"
+    sim = CliRunner().invoke(main, ["simulate", str(raw), "--per-class", "1", "--classes", "up,down",
+                                    "--size", "8x8", "--frames", "3"])
+    assert sim.exit_code == 0, sim.output
+    assert read_events(raw / "up" / "up_000.h5").meta["format"] == "simulated"
+    out = tmp_path / "c.h5"
+    assert run(raw, "-o", out, "--labels-from", "folder", "--workers", "1", "-q").exit_code == 0
+    with h5py.File(out, "r") as f:
+        assert [v.decode() for v in f["sources/format"][()]] == ["hdf5", "hdf5"]
+
+
 def test_workers_two_equals_one(tmp_path, corpus):
     a, b = tmp_path / "a.h5", tmp_path / "b.h5"
     assert run(corpus, "-o", a, "--labels-from", "folder", "--workers", "1").exit_code == 0
@@ -301,6 +341,14 @@ def test_error_append_changed_source(tmp_path, corpus):
         (["--no-labels", "--overlap", "5"], "--slice-events"),
         (["--no-labels", "--slice-events", "5", "--overlap", "5"], "overlap"),
         (["--no-labels", "--format", "nope"], "unknown format 'nope'"),
+        (["--no-labels", "--slice-events", "5", "--overlap", "9"], "overlap"),
+        (["--no-labels", "--downsample", "0"], "'--downsample'"),
+        (["--no-labels", "--slice-events", "0"], "'--slice-events'"),
+        (["--no-labels", "--overlap", "-1"], "'--overlap'"),
+        (["--no-labels", "--workers", "-1"], "'--workers'"),
+        (["--no-labels", "--target-size", "0x4"], "--target-size"),
+        (["--no-labels", "--sensor-size", "12"], "--sensor-size"),
+        (["--no-labels", "--time-unit", "h"], "'--time-unit'"),
     ],
 )
 def test_error_bad_options(tmp_path, corpus, args, needle):
@@ -308,6 +356,24 @@ def test_error_bad_options(tmp_path, corpus, args, needle):
     result = run(corpus, "-o", out, *args)
     assert_one_error(result, needle)
     assert not out.exists()
+
+
+def test_error_output_location(tmp_path, corpus):
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    assert_one_error(run(corpus, "-o", afile / "c.h5", "--no-labels"), str(afile), "is not a folder")
+    assert_one_error(run(corpus, "-o", tmp_path / "missing" / "c.h5", "--no-labels"),
+                     str(tmp_path / "missing"), "no such folder")
+    assert_one_error(run(corpus, "-o", tmp_path, "--no-labels"), "is a directory")
+    assert afile.read_text() == "x" and not (tmp_path / "missing").exists()
+
+
+def test_error_unwritable_output_folder(tmp_path, corpus, monkeypatch):
+    """A read-only output folder (simulated: the tests may run as root, who may write anywhere)."""
+    real = os.access
+    monkeypatch.setattr(os, "access", lambda p, mode: False if Path(p) == tmp_path else real(p, mode))
+    assert_one_error(run(corpus, "-o", tmp_path / "c.h5", "--no-labels"), "c.h5", "is not writable")
+    assert not (tmp_path / "c.h5").exists()
 
 
 def test_error_missing_input(tmp_path):

@@ -1,11 +1,23 @@
-"""train -> evaluate -> classify on a tiny simulated cache, and their bad-input lines."""
+"""train -> evaluate -> classify on a tiny simulated cache, and their bad-input lines.
+
+One checkpoint is trained once per module (the ``workspace`` fixture) and shared by every test.
+JAX compilation dominates the time, so the model is the ``tiny`` preset cut to one stage of one
+SSM layer with the sequential scan, every sample is shorter than 512 events (one padded length)
+and train, validation and ``evaluate`` all use batches of two: the compiled evaluation step is
+reused. The option checks run before any JAX import.
+"""
 
 import json
 
+import numpy as np
 import pytest
 from click.testing import CliRunner
 
 from eventssm.cli import main
+from tests.cli.errors import assert_one_error
+
+TRAIN = ["--steps", "2", "--batch-size", "2", "--crop-events", "512", "--log-every", "1", "--val-fraction", "0.34",
+         "--stages", "1", "--layers-per-stage", "1", "--scan-method", "sequential"]
 
 
 @pytest.fixture(scope="module")
@@ -13,13 +25,12 @@ def workspace(tmp_path_factory):
     root = tmp_path_factory.mktemp("flow")
     r = CliRunner()
     out = r.invoke(main, ["simulate", str(root / "raw"), "--per-class", "3", "--classes", "left,right",
-                          "--size", "16x16", "--frames", "8", "--duration-ms", "100"])
+                          "--size", "10x10", "--frames", "6", "--duration-ms", "100"])
     assert out.exit_code == 0, out.output
     out = r.invoke(main, ["preprocess", str(root / "raw"), "-o", str(root / "cache.h5"), "--labels-from",
                           "folder", "--workers", "1", "-q"])
     assert out.exit_code == 0, out.output
-    out = r.invoke(main, ["train", str(root / "cache.h5"), "-o", str(root / "run"), "--steps", "2",
-                          "--batch-size", "4", "--crop-events", "256", "--log-every", "1", "--val-fraction", "0.34"])
+    out = r.invoke(main, ["train", str(root / "cache.h5"), "-o", str(root / "run"), *TRAIN])
     assert out.exit_code == 0, out.output
     return root, out.output
 
@@ -27,44 +38,166 @@ def workspace(tmp_path_factory):
 def test_train_reports_and_saves(workspace):
     root, output = workspace
     assert "step     2" in output and "validation accuracy" in output
+    assert "train 4 / val 2" in output
     for name in ("model.json", "params.npz", "train.json", "tokenizer.json", "metrics.json"):
         assert (root / "run" / name).is_file()
     tok = json.loads((root / "run" / "tokenizer.json").read_text())
     assert tok["class_names"] == ["left", "right"]
+    model = json.loads((root / "run" / "model.json").read_text())
+    assert (model["n_stages"], model["layers_per_stage"], model["scan_method"]) == (1, 1, "sequential")
+    assert (model["d_model"], model["layer"], model["vocab_size"]) == (8, "s7", 2 * 10 * 10)
+    train = json.loads((root / "run" / "train.json").read_text())
+    assert (train["steps"], train["batch_size"], train["crop_events"]) == (2, 2, 512)
 
 
 def test_evaluate_counts_every_sample(workspace):
     root, _ = workspace
-    r = CliRunner().invoke(main, ["evaluate", str(root / "run"), str(root / "cache.h5"), "--json"])
+    r = CliRunner().invoke(main, ["evaluate", str(root / "run"), str(root / "cache.h5"), "--json",
+                                  "--batch-size", "2"])
     assert r.exit_code == 0, r.output
     res = json.loads(r.output)
     assert res["n"] == 6 and sum(map(sum, res["confusion"])) == 6
     assert res["accuracy"] == pytest.approx(sum(res["confusion"][i][i] for i in range(2)) / 6)
+    # the human table shows the same confusion matrix
+    r = CliRunner().invoke(main, ["evaluate", str(root / "run"), str(root / "cache.h5"), "--batch-size", "2"])
+    assert r.exit_code == 0, r.output
+    lines = r.output.splitlines()
+    assert lines[0].startswith(f"accuracy {res['accuracy']:.4f} on 6 samples")
+    rows = [[int(v) for v in line.split()[1:]] for line in lines[2:4]]
+    assert rows == res["confusion"]
 
 
 def test_classify_matches_evaluate_and_streams(workspace):
     root, _ = workspace
-    f = root / "raw" / "left" / "left_000.h5"
-    r = CliRunner().invoke(main, ["classify", str(root / "run"), str(f), "--json", "--stream", "100", "--top", "2"])
+    files = [root / "raw" / "left" / "left_000.h5", root / "raw" / "right" / "right_001.h5"]
+    r = CliRunner().invoke(main, ["classify", str(root / "run"), *map(str, files), "--json", "--stream", "100",
+                                  "--top", "2"])
     assert r.exit_code == 0, r.output
-    res = json.loads(r.output)
-    assert res["top"][0]["class"] in ("left", "right")
-    assert res["stream"][-1]["events"] == res["events"]
-    # the streaming model's final prediction is the full model's
-    assert res["stream"][-1]["class"] == res["top"][0]["class"]
+    results = [json.loads(line) for line in r.output.splitlines()]
+    assert [res["file"] for res in results] == [str(f) for f in files]
+    from eventssm.io import read_events
+
+    for res, f in zip(results, files):
+        n = len(read_events(f).events)
+        assert res["events"] == n
+        assert [t["class"] for t in res["top"]] in (["left", "right"], ["right", "left"])
+        p = [t["p"] for t in res["top"]]
+        assert p[0] >= p[1] and sum(p) == pytest.approx(1, abs=1e-3)
+        # one entry per chunk of 100 events (the last one shorter)
+        assert [s["events"] for s in res["stream"]] == [*range(100, n, 100), n]
+        # the streaming model's final prediction is the full model's
+        assert res["stream"][-1]["class"] == res["top"][0]["class"]
+
+
+def test_classify_probabilities_match_evaluate(workspace):
+    """classify's top class on each whole recording is evaluate's prediction (the confusion
+    matrix counts them), computed independently by the two commands."""
+    root, _ = workspace
+    raw = sorted((root / "raw").rglob("*.h5"))
+    r = CliRunner().invoke(main, ["classify", str(root / "run"), *map(str, raw), "--json", "--top", "1"])
+    assert r.exit_code == 0, r.output
+    predicted = [json.loads(line)["top"][0]["class"] for line in r.output.splitlines()]
+    truth = [f.parent.name for f in raw]
+    names = ["left", "right"]
+    confusion = np.zeros((2, 2), int)
+    for t, p in zip(truth, predicted):
+        confusion[names.index(t), names.index(p)] += 1
+    ev = CliRunner().invoke(main, ["evaluate", str(root / "run"), str(root / "cache.h5"), "--json",
+                                   "--batch-size", "2"])
+    assert confusion.tolist() == json.loads(ev.output)["confusion"]
 
 
 @pytest.mark.parametrize("args", [
     ["evaluate", "{root}/nope", "{root}/cache.h5"],
     ["classify", "{root}/nope", "{root}/raw/left/left_000.h5"],
     ["train", "{root}/missing.h5", "-o", "{root}/run2"],
-    ["classify", "{root}/run", "{root}/raw/left/missing.h5"],
+    ["train", "{root}/cache.h5", "-o", "{root}/run2", "--preset", "huge"],
+    ["train", "{root}/cache.h5", "-o", "{root}/run2", "--d-state", "7"],
+    ["train", "{root}/cache.h5", "-o", "{root}/raw"],  # an existing folder that is not a checkpoint
+    ["train", "{root}/cache.h5", "-o", "{root}/cache.h5/run2"],  # under a regular file
+    ["train", "{root}/cache.h5", "-o", "{root}/cache.h5"],  # a regular file
 ])
 def test_bad_input_is_one_line_and_nonzero(workspace, args):
     root, _ = workspace
     r = CliRunner().invoke(main, [a.format(root=root) for a in args])
-    assert r.exit_code != 0
-    assert "Traceback" not in r.output
-    lines = [line for line in r.output.splitlines() if line.startswith("error:")]
-    assert len(lines) == 1 and str(root) in lines[0]
+    line = assert_one_error(r)
+    assert str(root) in line or "huge" in line or "d_state 7" in line
     assert not (root / "run2").exists()
+    assert (root / "raw" / "left" / "left_000.h5").is_file() and (root / "cache.h5").is_file()
+
+
+def test_classify_bad_file_among_good_ones(workspace):
+    root, _ = workspace
+    good = root / "raw" / "left" / "left_000.h5"
+    r = CliRunner().invoke(main, ["classify", str(root / "run"), str(root / "raw" / "nope.h5"), str(good)])
+    assert r.exit_code == 1
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"error: {root / 'raw' / 'nope.h5'}: ")
+    assert "No such file" in lines[0] and "Traceback" not in r.output
+    assert r.stdout.startswith(f"{good}: ")
+
+
+def test_train_leaves_nothing_to_train_on(tmp_path):
+    """One recording per class and --val-fraction 0.9: every recording goes to validation."""
+    r = CliRunner()
+    assert r.invoke(main, ["simulate", str(tmp_path / "raw"), "--per-class", "1", "--classes", "up,down",
+                           "--size", "8x8", "--frames", "3"]).exit_code == 0
+    assert r.invoke(main, ["preprocess", str(tmp_path / "raw"), "-o", str(tmp_path / "c.h5"), "--labels-from",
+                           "folder", "--workers", "1", "-q"]).exit_code == 0
+    res = r.invoke(main, ["train", str(tmp_path / "c.h5"), "-o", str(tmp_path / "run"), "--val-fraction", "0.9"])
+    assert_one_error(res, "c.h5", "--val-fraction 0.9 leaves no recording for training")
+    assert not (tmp_path / "run").exists()
+
+
+# ---------------------------------------------------------------------------- option values
+# checked by click before the command body runs (no cache needed, JAX not imported)
+
+
+@pytest.mark.parametrize("args", [
+    ["--steps", "0"], ["--batch-size", "0"], ["--crop-events", "0"], ["--log-every", "0"], ["--log-every", "-5"],
+    ["--lr", "0"], ["--lr", "-1e-3"], ["--lr", "nan"], ["--ssm-lr", "inf"], ["--ssm-lr", "0"],
+    ["--val-fraction", "1"], ["--val-fraction", "-0.1"], ["--seed", "-1"], ["--seed", str(2**31)],
+    ["--d-model", "0"], ["--d-state", "0"], ["--stages", "0"], ["--layers-per-stage", "0"],
+    ["--scan-method", "fast"], ["--layer", "s6"],
+])
+def test_train_option_values(tmp_path, args):
+    r = CliRunner().invoke(main, ["train", str(tmp_path / "c.h5"), "-o", str(tmp_path / "run"), *args])
+    assert_one_error(r, f"'{args[0]}'", "train --help")
+    assert r.exit_code == 2 and not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("cmd, args", [
+    (["evaluate", "{t}/run", "{t}/c.h5"], ["--batch-size", "0"]),
+    (["classify", "{t}/run", "{t}/a.h5"], ["--top", "0"]),
+    (["classify", "{t}/run", "{t}/a.h5"], ["--stream", "-1"]),
+])
+def test_evaluate_and_classify_option_values(tmp_path, cmd, args):
+    r = CliRunner().invoke(main, [a.format(t=tmp_path) for a in cmd] + args)
+    assert_one_error(r, f"'{args[0]}'", f"{cmd[0]} --help")
+
+
+def test_train_unwritable_out_parent(tmp_path, monkeypatch):
+    """A read-only parent folder (simulated: the tests may run as root); checked before any work."""
+    import os
+
+    real = os.access
+    monkeypatch.setattr(os, "access", lambda p, mode: False if str(p) == str(tmp_path) else real(p, mode))
+    r = CliRunner().invoke(main, ["train", str(tmp_path / "c.h5"), "-o", str(tmp_path / "new" / "run")])
+    assert_one_error(r, str(tmp_path / "new" / "run"), f"{tmp_path} is not writable")
+
+
+def test_scan_methods_listed_by_the_cli_are_the_models():
+    from eventssm.cli.train import SCAN_METHODS as CLI_METHODS
+    from eventssm.models.classifier import SCAN_METHODS
+
+    assert set(CLI_METHODS) == set(SCAN_METHODS)
+
+
+def test_stream_chunk_width_is_n_unless_far_beyond_the_file():
+    from eventssm.cli.classify import _MAX_CHUNK, chunk_width
+
+    assert chunk_width(100, 37) == 100 and chunk_width(100, 10_000) == 100
+    assert chunk_width(_MAX_CHUNK, 5) == _MAX_CHUNK
+    assert chunk_width(10**12, 1000) == 1024 and chunk_width(10**12, 1024) == 1024
+    assert chunk_width(10**12, 1) == 1
+    assert chunk_width(_MAX_CHUNK + 1, 3 * _MAX_CHUNK) == _MAX_CHUNK + 1

@@ -418,23 +418,42 @@ def test_handle_is_reopened_per_process_and_pickles(tmp_path, corpus, monkeypatc
     ds.close()
 
 
-def _read_in_child(ds):
-    return [ds[i][0].sum() for i in range(len(ds))]
+_FORK_CHILD = """
+import json, multiprocessing, sys
+from eventssm.tokenizers.dataset import TokenDataset
+
+def read(ds):
+    return [ds[i][0].tolist() for i in range(len(ds))]
+
+ds = TokenDataset(sys.argv[1])
+parent = read(ds)  # the parent opens the HDF5 handle before forking
+with multiprocessing.get_context("fork").Pool(1) as pool:
+    child = pool.apply(read, (ds,))
+ds.close()
+print(json.dumps({"jax": "jax" in sys.modules, "parent": parent, "child": child}))
+"""
 
 
 def test_forked_workers_read_the_cache(tmp_path, corpus):
-    import multiprocessing
+    """A TokenDataset whose handle is open in the parent is read correctly in a forked child.
 
-    if "jax" in sys.modules:
-        pytest.skip("JAX is loaded in this test process; forking it is unsafe")
-    files, _, labels = corpus
+    Runs in a fresh interpreter: forking this test process is unsafe once another test has
+    loaded JAX, and eventssm.tokenizers must not load it (checked too).
+    """
+    import json
+    import subprocess
+
+    files, events, labels = corpus
     out = tmp_path / "c.h5"
     build_cache(out, files, labels)
-    ds = TokenDataset(out)
-    expected = _read_in_child(ds)  # parent opens the handle before forking
-    with multiprocessing.get_context("fork").Pool(1) as pool:
-        assert pool.apply(_read_in_child, (ds,)) == expected
-    ds.close()
+    proc = subprocess.run([sys.executable, "-W", "error", "-c", _FORK_CHILD, str(out)],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    res = json.loads(proc.stdout)
+    assert res["jax"] is False
+    expected = [expected_tokens(ev, SENSOR)[0].tolist() for ev in events]  # build order = file order
+    assert res["parent"] == expected
+    assert res["child"] == expected
 
 
 def test_from_files_equals_cache(tmp_path, corpus):
@@ -493,6 +512,96 @@ def test_find_recordings(tmp_path, corpus):
         find_recordings([tmp_path / "nope"])
     with pytest.raises(DatasetError, match="unknown format"):
         find_recordings([data], format="nope")
+
+
+def _text_files(folder: Path, events: np.ndarray) -> dict[str, bool]:
+    """Text files beside recordings -> whether each holds event data (written by hand)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    rows = [f"{int(e['t'])},{int(e['x'])},{int(e['y'])},{int(e['p'])}" for e in events[:5]]
+    files = {
+        "events_header.csv": ("# exported\n\ufefft,x,y,p\n" + "\n".join(rows) + "\n", True),
+        "events_named.csv": ('"Timestamp";"X";"Y";"Polarity";"extra"\n'
+                             + "\n".join(r.replace(",", ";") + ";0" for r in rows) + "\n", True),
+        "events_bare.txt": ("\n".join(r.replace(",", " ") for r in rows) + "\n", True),
+        "labels.csv": ("file,label\nwalk/walk_0.npz,walk\n", False),
+        "README.txt": ("These recordings were made on a sunny day.\n", False),
+        "three_numbers.csv": ("1,2,3\n4,5,6\n", False),
+        "comments_only.txt": ("# nothing here\n\n", False),
+        "empty.csv": ("", False),
+    }
+    out = {}
+    for name, (text, is_events) in files.items():
+        (folder / name).write_text(text, encoding="utf-8")
+        out[name] = is_events
+    (folder / "binary.txt").write_bytes(b"\xff\xfe\x00\x01" * 64)
+    out["binary.txt"] = False
+    return out
+
+
+def test_is_event_text_agrees_with_the_csv_reader(tmp_path, corpus):
+    from eventssm.io import read_events
+
+    _, events, _ = corpus
+    expected = _text_files(tmp_path / "txt", events[0])
+    from eventssm.tokenizers.dataset import is_event_text
+
+    for name, is_events in expected.items():
+        f = tmp_path / "txt" / name
+        assert is_event_text(f) == is_events, name
+        # the reader is the oracle: the rule keeps exactly the files it decodes
+        try:
+            rec = read_events(f, sensor_size=SENSOR)
+            decoded = True
+        except EventFileError:
+            decoded = False
+        assert decoded == is_events, name
+        if decoded:
+            assert rec.events["t"].tolist() == events[0]["t"][:5].tolist(), name
+    assert not is_event_text(tmp_path / "missing.csv")
+
+
+def test_find_recordings_skips_labels_and_other_text_in_folders(tmp_path, corpus):
+    files, events, _ = corpus
+    data = tmp_path / "data"
+    expected = _text_files(data, events[0])
+    found = find_recordings([data])
+    text_kept = sorted(data / n for n, ok in expected.items() if ok)
+    assert found == sorted([*files, *text_kept])
+    # named explicitly, a text file is read whatever its content
+    assert find_recordings([data / "labels.csv", data / "README.txt"]) == [data / "labels.csv", data / "README.txt"]
+    # an excluded path (the --labels CSV) is dropped, also when it is named through a symlink
+    link = tmp_path / "link.csv"
+    link.symlink_to(data / "events_header.csv")
+    assert data / "events_header.csv" not in find_recordings([data], exclude=[link])
+
+
+def test_sources_format_names_the_reader_not_the_stored_meta(tmp_path, corpus):
+    """A file written by write_events keeps the recording's meta, e.g. format "simulated";
+    the cache records the reader that decoded it."""
+    from eventssm.events import Recording
+    from eventssm.io import read_events, write_events
+
+    _, events, _ = corpus
+    rec = Recording(events[0], SENSOR, {"format": "simulated", "camera": "simulator"})
+    (tmp_path / "in").mkdir()
+    h5 = write_events(tmp_path / "in" / "a.h5", rec)
+    npz = write_events(tmp_path / "in" / "b.npz", rec)
+    csv_ = tmp_path / "in" / "c.csv"
+    csv_.write_text("x,y,t,p\n" + "".join(f"{e['x']},{e['y']},{e['t']},{int(e['p'])}\n" for e in events[0]))
+    assert read_events(h5).meta["format"] == "simulated"  # what the old code stored
+    files = [h5, npz, csv_]
+    out = tmp_path / "c.h5"
+    build_cache(out, files, None, sensor_size=SENSOR)
+    with h5py.File(out, "r") as f:
+        stored = [v.decode() if isinstance(v, bytes) else v for v in f["sources/format"][()]]
+    assert stored == ["hdf5", "npz", "csv"]
+    assert [s.format for s in read_cache_info(out).sources] == stored
+    direct = TokenDataset.from_files(files, sensor_size=SENSOR)
+    assert [s.format for s in direct.sources] == stored
+    assert np.array_equal(direct[2][0], expected_tokens(events[0], SENSOR)[0])  # re-read via "csv"
+    direct.close()
+    # an explicit reader is recorded as given
+    assert tokenize_file(h5, format="hdf5").source.format == "hdf5"
 
 
 def test_labels_from_folder_and_name(corpus):
