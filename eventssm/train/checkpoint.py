@@ -37,6 +37,13 @@ def _flat(state) -> dict[str, np.ndarray]:
     return {_key(path): np.asarray(leaf) for path, leaf in leaves}
 
 
+def _replaceable(folder: Path) -> bool:
+    """True for an empty folder or one that holds a checkpoint (``model.json``)."""
+    if not folder.is_dir() or folder.is_symlink():
+        return False
+    return (folder / "model.json").is_file() or not any(folder.iterdir())
+
+
 def save_checkpoint(
     folder: str | os.PathLike,
     model: EventClassifier,
@@ -45,8 +52,17 @@ def save_checkpoint(
     tokenizer: dict[str, Any] | None = None,
     metrics: dict[str, Any] | None = None,
 ) -> Path:
-    """Write ``model`` (parameters only) and its configs to ``folder`` (replaced atomically)."""
+    """Write ``model`` (parameters only) and its configs to ``folder`` (replaced atomically).
+
+    An existing checkpoint folder (one holding ``model.json``) or an empty folder is replaced;
+    any other existing path raises :class:`CheckpointError` and is left untouched, so a
+    mistyped ``folder`` (e.g. ``.``) never deletes user files.
+    """
     folder = Path(folder)
+    if folder.exists() and not _replaceable(folder):
+        raise CheckpointError(
+            f"{folder}: exists and is not a checkpoint folder (no model.json); choose another path"
+        )
     folder.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
     try:

@@ -67,9 +67,17 @@ def fit(
         cfg: the recipe.
         train_indices / val_indices: sample subsets (default: all for training, none for validation).
         on_log: called every ``log_every`` steps with the running means.
+        log_every: steps between logs (>= 1).
     Returns:
         ``{"train": [...per-log metrics...], "val": [...], "seconds": float}``.
+    Raises:
+        ValueError: ``log_every < 1`` or no training samples.
     """
+    if int(log_every) < 1:
+        raise ValueError(f"log_every must be >= 1, got {log_every}")
+    n_train = len(dataset) if train_indices is None else len(train_indices)
+    if n_train == 0:
+        raise ValueError("no training samples: the dataset (or train_indices) is empty")
     rng = np.random.default_rng(cfg.seed)
     root = jax.random.key(cfg.seed)
     optimizer = nnx.Optimizer(model, make_optimizer(cfg), wrt=nnx.Param)

@@ -125,6 +125,33 @@ def test_checkpoint_errors(tmp_path):
         load_checkpoint(tmp_path / "run")
 
 
+def test_save_checkpoint_never_replaces_a_folder_that_is_not_a_checkpoint(tmp_path):
+    """Only an empty folder or an earlier checkpoint is replaced; user files are left alone."""
+    model = _model(**SMALL)
+    user = tmp_path / "notes"
+    user.mkdir()
+    (user / "keep.txt").write_text("data")
+    with pytest.raises(CheckpointError, match="not a checkpoint folder"):
+        save_checkpoint(user, model)
+    assert (user / "keep.txt").read_text() == "data"
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(CheckpointError, match="not a checkpoint folder"):
+        save_checkpoint(tmp_path / "file", model)
+    run = save_checkpoint(tmp_path / "run", model)
+    save_checkpoint(run, model)  # an earlier checkpoint is replaced
+    assert (run / "model.json").is_file()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file", "notes", "run"]  # no temp left
+
+
+def test_fit_rejects_bad_log_every_and_empty_training_set():
+    data = ToyDataset(4, np.random.default_rng(0))
+    cfg = TrainConfig(steps=1, batch_size=2)
+    with pytest.raises(ValueError, match="log_every"):
+        fit(_model(**SMALL), data, cfg, log_every=0)
+    with pytest.raises(ValueError, match="no training samples"):
+        fit(_model(**SMALL), data, cfg, train_indices=[])
+
+
 def test_fit_learns_a_separable_toy_task():
     ds = ToyDataset(32, np.random.default_rng(0))
     model = _model("s5", dropout=0.0, n_stages=1, **SMALL)
