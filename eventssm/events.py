@@ -75,16 +75,36 @@ def make_events(x, y, t, p) -> np.ndarray:
     return ev
 
 
-@numba.njit(cache=True)
+#: Events per group in :func:`first_outside`: each group is checked without a branch, and only
+#: a group that holds an offending event is searched for it.
+_GROUP = 1024
+
+
+@numba.njit(cache=True, nogil=True)
 def first_outside(x: np.ndarray, y: np.ndarray, width: int, height: int) -> int:
     """Index of the first event with x outside [0, width) or y outside [0, height), else -1.
 
+    Args:
+        x, y: integer coordinates, shape (N,) (any stride: fields of an ``EVENT_DTYPE`` array).
+        width, height: the sensor size.
+
     One pass over the two columns (the reference is ``.py_func``; numpy's four comparisons
-    over a strided structured array cost as much as decoding a file).
+    over a strided structured array cost as much as decoding a file). A coordinate is read as
+    an unsigned 64-bit number, so one comparison catches both a negative value and one at or
+    beyond the limit; groups of events are checked without a branch.
     """
-    for i in range(x.shape[0]):
-        if x[i] < 0 or x[i] >= width or y[i] < 0 or y[i] >= height:
-            return i
+    n = x.shape[0]
+    w = np.uint64(max(width, 0))
+    h = np.uint64(max(height, 0))
+    for start in range(0, n, _GROUP):
+        stop = min(start + _GROUP, n)
+        bad = False
+        for i in range(start, stop):
+            bad |= (np.uint64(np.int64(x[i])) >= w) | (np.uint64(np.int64(y[i])) >= h)
+        if bad:
+            for i in range(start, stop):
+                if (np.uint64(np.int64(x[i])) >= w) | (np.uint64(np.int64(y[i])) >= h):
+                    return i
     return -1
 
 
@@ -94,11 +114,15 @@ def validate_events(
     *,
     path: str | os.PathLike | None = None,
     allow_empty: bool = False,
+    check_bounds: bool = True,
 ) -> np.ndarray:
     """Check the event contract; return ``events`` unchanged or raise :class:`EventFileError`.
 
-    Checks: dtype equals ``EVENT_DTYPE``; 0 <= x < width, 0 <= y < height; non-empty unless
-    ``allow_empty``. Timestamps need not be monotonic (some files are not; ``info`` reports it).
+    Checks: dtype equals ``EVENT_DTYPE``; a valid sensor size; non-empty unless
+    ``allow_empty``; 0 <= x < width, 0 <= y < height (one O(N) pass, skipped with
+    ``check_bounds=False`` for events whose producer has checked every one of them, e.g. a
+    reader registered with ``FormatSpec.validated``). Timestamps need not be monotonic (some
+    files are not; ``info`` reports it).
     """
     if events.dtype != EVENT_DTYPE:
         raise EventFileError(path, f"events have dtype {events.dtype}, expected {EVENT_DTYPE}")
@@ -108,6 +132,8 @@ def validate_events(
         if allow_empty:
             return events
         raise EventFileError(path, "recording contains no events")
+    if not check_bounds:
+        return events
     w, h = int(sensor_size[0]), int(sensor_size[1])
     x, y = events["x"], events["y"]
     i = first_outside(x, y, w, h)

@@ -24,6 +24,39 @@ def test_first_outside_equals_reference_and_numpy(coords, w, h):
     assert first_outside(x, y, w, h) == expected == first_outside.py_func(x, y, w, h)
 
 
+@pytest.mark.parametrize("n", [1023, 1024, 1025, 5000])
+def test_first_outside_across_groups(n):
+    # the kernel checks groups of 1024 events without a branch: offenders at group edges,
+    # negative values, and limits beyond the int16 range
+    rng = np.random.default_rng(n)
+    x = rng.integers(0, 300, n).astype(np.int16)
+    y = rng.integers(0, 200, n).astype(np.int16)
+    assert first_outside(x, y, 300, 200) == first_outside.py_func(x, y, 300, 200) == -1
+    assert first_outside(x, y, 40000, 40000) == -1
+    for i, value, field in [(n - 1, 300, "x"), (1023 % n, -1, "y"), (n // 2, -32768, "x")]:
+        xx, yy = x.copy(), y.copy()
+        (xx if field == "x" else yy)[i] = value
+        (xx if field == "x" else yy)[n - 1 if i != n - 1 else 0] = -5  # a later/earlier one
+        bad = (xx < 0) | (xx >= 300) | (yy < 0) | (yy >= 200)
+        expected = int(np.argmax(bad))
+        assert first_outside(xx, yy, 300, 200) == expected == first_outside.py_func(xx, yy, 300, 200)
+        assert first_outside(xx, yy, 40000, 40000) == int(np.argmax((xx < 0) | (yy < 0)))
+
+
+def test_validate_can_skip_the_bounds_pass():
+    ev = make_events([1, 50], [0, 0], [1, 2], [True, False])
+    with pytest.raises(EventFileError, match="outside"):
+        validate_events(ev, (6, 10, 2))
+    assert validate_events(ev, (6, 10, 2), check_bounds=False) is ev
+    # the O(1) checks still run
+    with pytest.raises(EventFileError, match="no events"):
+        validate_events(ev[:0], (6, 10, 2), check_bounds=False)
+    with pytest.raises(EventFileError, match="invalid sensor size"):
+        validate_events(ev, (6, 0, 2), check_bounds=False)
+    with pytest.raises(EventFileError, match="dtype"):
+        validate_events(np.zeros(3, [("x", "i4")]), (5, 5, 2), check_bounds=False)
+
+
 def test_validate_names_file_and_event():
     ev = make_events([1, 5, 2], [0, 0, 9], [1, 2, 3], [True, False, True])
     validate_events(ev, (6, 10, 2))

@@ -10,8 +10,10 @@ This package never imports JAX.
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
+import stat
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -29,9 +31,13 @@ __all__ = ["detect_format", "formats", "iter_events", "read_events", "write_even
 
 def _check_path(path: str | os.PathLike) -> Path:
     p = Path(path)
-    if not p.exists():
-        raise EventFileError(p, "no such file")
-    if p.is_dir():
+    try:
+        mode = os.stat(p).st_mode  # one system call for both checks
+    except OSError as exc:
+        if exc.errno in (errno.ENOENT, errno.ENOTDIR, errno.EBADF, errno.ELOOP):
+            raise EventFileError(p, "no such file") from None
+        raise EventFileError(p, f"cannot open: {exc.strerror or exc}") from None
+    if stat.S_ISDIR(mode):
         raise EventFileError(p, "is a directory, not a recording")
     return p
 
@@ -81,6 +87,19 @@ def _decode_guard(path: Path, spec: FormatSpec, fn, *args):
         raise EventFileError(path, f"cannot decode as {spec.name}: {exc}") from None
 
 
+def _finish(rec: Recording, spec: FormatSpec, p: Path, allow_empty: bool) -> Recording:
+    """Check a reader's Recording against the event contract and name its format and path.
+
+    Readers registered with ``validated=True`` have checked every event in their decode
+    pass, so only the O(1) checks run for them.
+    """
+    validate_events(rec.events, rec.sensor_size, path=p, allow_empty=allow_empty,
+                    check_bounds=not spec.validated)
+    rec.meta.setdefault("format", spec.name)
+    rec.meta.setdefault("path", str(p))
+    return rec
+
+
 def read_events(
     path: str | os.PathLike,
     *,
@@ -98,17 +117,15 @@ def read_events(
         allow_empty: return an empty Recording instead of raising for a file with no events.
 
     Returns:
-        A validated Recording; ``meta`` holds at least ``format`` and ``path``.
+        A validated Recording; ``meta`` holds at least ``format`` and ``path``. Readers
+        registered with ``validated=True`` check every event against the sensor in their
+        decode pass; for the others :func:`~eventssm.events.validate_events` checks them here.
     """
     p = _check_path(path)
     spec = _spec(p, format)
     if sensor_size is not None:
         sensor_size = tuple(int(v) for v in sensor_size)
-    rec = _decode_guard(p, spec, spec.read, p, sensor_size)
-    validate_events(rec.events, rec.sensor_size, path=p, allow_empty=allow_empty)
-    rec.meta.setdefault("format", spec.name)
-    rec.meta.setdefault("path", str(p))
-    return rec
+    return _finish(_decode_guard(p, spec, spec.read, p, sensor_size), spec, p, allow_empty)
 
 
 def iter_events(
@@ -139,10 +156,7 @@ def iter_events(
         chunk = _decode_guard(p, spec, next, it, None)
         if chunk is None:
             return
-        validate_events(chunk.events, chunk.sensor_size, path=p, allow_empty=True)
-        chunk.meta.setdefault("format", spec.name)
-        chunk.meta.setdefault("path", str(p))
-        yield chunk
+        yield _finish(chunk, spec, p, True)
 
 
 def concat(chunks: list[Recording]) -> np.ndarray:

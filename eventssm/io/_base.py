@@ -30,11 +30,18 @@ class FormatSpec:
         sniff: ``sniff(head) -> bool`` on the first :data:`SNIFF_BYTES` bytes; True only when
             the magic/header identifies this format unambiguously. ``None`` for formats
             without magic (they are found by extension only).
-        read: ``read(path, sensor_size) -> Recording`` (not yet validated; the caller does).
-            ``sensor_size`` is the user's override or ``None``.
+        read: ``read(path, sensor_size) -> Recording``. ``sensor_size`` is the user's
+            override or ``None``.
         iter_chunks: ``iter_chunks(path, chunk_events, sensor_size)`` yields Recordings of at
             most ``chunk_events`` events while holding O(chunk) memory, or ``None`` when the
             format is read whole and sliced.
+        validated: the reader itself guarantees the per-event part of the event contract for
+            everything it returns (``read`` and ``iter_chunks``): ``EVENT_DTYPE`` and
+            ``0 <= x < width``, ``0 <= y < height`` for every event, checked in its decode
+            pass, with an :class:`~eventssm.events.EventFileError` naming the file and byte
+            offset otherwise. ``read_events``/``iter_events`` then skip the generic O(N)
+            bounds pass of :func:`~eventssm.events.validate_events` (the O(1) checks still
+            run). False (the default): the caller validates every event.
     """
 
     name: str
@@ -43,6 +50,7 @@ class FormatSpec:
     sniff: Callable[[bytes], bool] | None
     read: ReadFn
     iter_chunks: IterFn | None = None
+    validated: bool = False
 
 
 _REGISTRY: dict[str, FormatSpec] = {}

@@ -45,7 +45,8 @@ import os
 import warnings
 import zipfile
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -519,6 +520,39 @@ def _npz_kind(z: _Npz) -> str:
     )
 
 
+def _check_column(p: Path, key: str, header) -> None:
+    """A column member (x, y, t or p) of an archive must be one-dimensional."""
+    if len(header.shape) != 1:
+        raise EventFileError(p, f"member {key} has shape {header.shape}, not (N,)")
+
+
+@contextmanager
+def _open_npz(path: str | os.PathLike):
+    """``(path, archive, stored sensor size, meta, layout kind)`` of an open archive."""
+    p = Path(path)
+    z = _Npz(p)
+    try:
+        stored, meta = _npz_extras(z)
+        yield p, z, stored, meta, _npz_kind(z)
+    finally:
+        z.close()
+
+
+def _npz_sensor(p: Path, sensor_size, stored, meta: dict, tonic: bool,
+                extent: Callable[[], tuple[int, int]]) -> SensorSize:
+    """The sensor size: given, else stored, else from the largest coordinates ``extent()``
+    (tonic's DVSGesture arrays within 128x128 are DVS128 recordings)."""
+    if sensor_size is not None:
+        return sensor_size
+    if stored is not None:
+        return stored
+    mx, my = extent()
+    if tonic and mx < 128 and my < 128:
+        return DVS128_SENSOR
+    meta["sensor_size_inferred"] = True
+    return infer_sensor_size(mx, my, p)
+
+
 def read_npz(path: str | os.PathLike, sensor_size: SensorSize | None = None) -> Recording:
     """Read a ``.npz`` event archive (layouts in the module docstring).
 
@@ -526,17 +560,12 @@ def read_npz(path: str | os.PathLike, sensor_size: SensorSize | None = None) -> 
         Recording; ``meta`` is the stored JSON object when the archive has one (exact round
         trip of :func:`eventssm.io.write_events`), else ``{"format": "npz"}``.
     """
-    p = Path(path)
-    z = _Npz(p)
-    try:
-        stored, meta = _npz_extras(z)
-        kind = _npz_kind(z)
+    with _open_npz(path) as (p, z, stored, meta, kind):
         if kind == "columns":
             cols = {}
             for k in "xytp":
                 h, arr = z.read(k)
-                if len(h.shape) != 1:
-                    raise EventFileError(p, f"member {k} has shape {h.shape}, not (N,)")
+                _check_column(p, k, h)
                 cols[k] = arr
             events = events_from_columns(cols["x"], cols["y"], cols["t"], cols["p"], path=p)
             tonic = False
@@ -545,20 +574,13 @@ def read_npz(path: str | os.PathLike, sensor_size: SensorSize | None = None) -> 
             layout = _Layout(h.dtype, h.shape, p)
             events = layout.events(arr)
             tonic = layout.tonic
-    finally:
-        z.close()
-    if sensor_size is not None:
-        sensor = sensor_size
-    elif stored is not None:
-        sensor = stored
-    else:
-        mx = int(events["x"].max()) if len(events) else -1
-        my = int(events["y"].max()) if len(events) else -1
-        if tonic and mx < 128 and my < 128:
-            sensor = DVS128_SENSOR
-        else:
-            meta["sensor_size_inferred"] = True
-            sensor = infer_sensor_size(mx, my, p)
+
+    def extent() -> tuple[int, int]:
+        if not len(events):
+            return -1, -1
+        return int(events["x"].max()), int(events["y"].max())
+
+    sensor = _npz_sensor(p, sensor_size, stored, meta, tonic, extent)
     return Recording(events, sensor, meta)
 
 
@@ -584,18 +606,13 @@ def iter_npz(
     The four column members are decompressed side by side, so memory stays O(chunk).
     Without a stored or given sensor size a first pass finds max x and y.
     """
-    p = Path(path)
-    z = _Npz(p)
-    try:
-        stored, meta = _npz_extras(z)
-        kind = _npz_kind(z)
+    with _open_npz(path) as (p, z, stored, meta, kind):
         if kind == "columns":
             heads = {}
             for k in "xytp":
                 h, s = z.open(k)
                 s.close()
-                if len(h.shape) != 1:
-                    raise EventFileError(p, f"member {k} has shape {h.shape}, not (N,)")
+                _check_column(p, k, h)
                 heads[k] = h.shape[0]
             if len(set(heads.values())) != 1:
                 raise EventFileError(p, f"members x, y, t, p have unequal lengths {heads}")
@@ -616,24 +633,16 @@ def iter_npz(
                 for b in _stream_blocks(z, kind, chunk_events):
                     yield layout.events(b)
 
-        if sensor_size is not None:
-            sensor = sensor_size
-        elif stored is not None:
-            sensor = stored
-        else:
+        def extent() -> tuple[int, int]:
             mx = my = -1
             for ev in blocks():
                 if len(ev):
                     mx, my = max(mx, int(ev["x"].max())), max(my, int(ev["y"].max()))
-            if tonic and mx < 128 and my < 128:
-                sensor = DVS128_SENSOR
-            else:
-                meta["sensor_size_inferred"] = True
-                sensor = infer_sensor_size(mx, my, p)
+            return mx, my
+
+        sensor = _npz_sensor(p, sensor_size, stored, meta, tonic, extent)
         for ev in blocks():
             yield Recording(ev, sensor, dict(meta))
-    finally:
-        z.close()
 
 
 register(

@@ -93,6 +93,10 @@ OpenEB, uses bit 28 only. The N-CARS sample has no geometry lines: pass ``sensor
 Bad input raises :class:`~eventssm.events.EventFileError` with the byte offset: a trailing
 partial word/record (truncated file), a missing or unterminated header, a header that names
 another encoding or an impossible geometry, reserved word types, events outside the sensor.
+The kernels check every event against the sensor while they decode, so the three formats are
+registered ``validated`` (``read_events`` skips its generic bounds pass). Decoding goes
+through the shared block reader :mod:`eventssm.io._blocks`; a DAT data region of 8 MiB or
+more is decoded on several threads (same result as one thread).
 """
 
 from __future__ import annotations
@@ -100,14 +104,15 @@ from __future__ import annotations
 import logging
 import os
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
 from eventssm.events import EVENT_DTYPE, EventFileError, Recording, SensorSize
+from eventssm.io import _blocks as B
 from eventssm.io._base import FormatSpec, register
 from eventssm.io.kernels import prophesee as K
 
@@ -128,8 +133,7 @@ __all__ = [
 ]
 
 HEADER_MAX_BYTES = 1 << 20
-READ_BLOCK_BYTES = 1 << 20  # whole-file reads: input block (reused) per kernel call
-ITER_BLOCK_BYTES = 1 << 18  # streaming: smaller blocks keep the EVT 3.0 worst case bounded
+HEAD_BYTES = B.HEAD_BYTES  # first read: the header and, for small files, all the data
 EVT_MAX_COORD = 2048  # EVT 2.0 / 3.0 coordinates have 11 bits
 
 # OpenEB raw_constants.h (plugins_map): legacy plugins whose RAW headers carry no geometry.
@@ -211,11 +215,23 @@ def parse_percent_header(
     return PercentHeader(tuple(lines), fields, pos, ended)
 
 
-def _read_header(path: Path) -> tuple[PercentHeader, int]:
-    size = path.stat().st_size
-    with open(path, "rb") as f:
-        head = f.read(min(size, HEADER_MAX_BYTES))
-    return parse_percent_header(head, path, complete=size <= HEADER_MAX_BYTES), size
+def _header_continues(head: bytes) -> bool:
+    """Whether the ``"% "`` header may go on past ``head`` (a first part of a longer file)."""
+    try:
+        h = parse_percent_header(head, complete=False)
+    except EventFileError:  # a header line runs past the end of head
+        return True
+    return not h.ended and h.data_start == len(head)
+
+
+def _read_header(path: Path) -> tuple[PercentHeader, int, bytes]:
+    """``(header, file size, head)``: ``head`` is the file's first bytes as read (at least the
+    header; the whole file when it is small), so the data they hold need not be read again."""
+    size, head = B.read_head(path, HEAD_BYTES)
+    if HEAD_BYTES <= len(head) < size and _header_continues(head):
+        size, head = B.read_head(path, HEADER_MAX_BYTES)
+    eof = len(head) >= size or len(head) < min(size, HEAD_BYTES)
+    return parse_percent_header(head, path, complete=eof), size, head
 
 
 def _raw_encoding(h: PercentHeader) -> str | None:
@@ -344,172 +360,6 @@ def _resolve_sensor(
 
 
 # ---------------------------------------------------------------------------------------------
-# Block decoding shared by every binary reader of this package (also used by nmnist.py)
-# ---------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class _Layout:
-    """How a decode kernel consumes a file's data region.
-
-    Attributes:
-        name: format name for messages.
-        unit: bytes per unit the kernel counts (a word, or a record).
-        word_dtype: numpy dtype of the items the kernel reads.
-        kernel: ``kernel(words, out, state, *args) -> (n_events, flags)``.
-        new_state: fresh decoder state.
-        bound: ``bound(n_units)`` output capacity the kernel needs.
-        args: trailing kernel arguments.
-        describe: ``describe(flags, unit_bytes) -> message`` for a reserved-word flag.
-    """
-
-    name: str
-    unit: int
-    word_dtype: str
-    kernel: Callable
-    new_state: Callable[[], np.ndarray]
-    bound: Callable[[int], int]
-    args: tuple
-    describe: Callable[[bytes], str]
-
-
-def _check_whole_units(path: Path, lay: _Layout, start: int, end: int) -> None:
-    extra = (end - start) % lay.unit
-    if extra:
-        raise EventFileError(
-            path,
-            f"truncated {lay.name} data: the last {extra} byte(s) do not form a whole "
-            f"{lay.unit}-byte {'word' if lay.unit <= 4 else 'record'}",
-            end - extra,
-        )
-
-
-def _iter_blocks(path: Path, start: int, end: int, block_bytes: int, unit: int):
-    """Yield ``(byte offset, uint8 view)`` over whole units of ``[start, end)``.
-
-    The view is a reused buffer, valid until the next iteration.
-    """
-    block_bytes = max(unit, block_bytes // unit * unit)
-    buf = np.empty(min(block_bytes, max(end - start, unit)), dtype=np.uint8)
-    with open(path, "rb") as f:
-        f.seek(start)
-        off = start
-        while off < end:
-            want = min(len(buf), end - off)
-            mv = memoryview(buf)[:want]
-            got = 0
-            while got < want:
-                r = f.readinto(mv[got:])
-                if not r:
-                    raise EventFileError(path, "file shrank while it was being read", off + got)
-                got += r
-            yield off, buf[:want]
-            off += want
-
-
-def _raise_problem(path, lay: _Layout, off: int, words: np.ndarray, state0: np.ndarray,
-                   sensor: SensorSize, source: str) -> None:
-    step = lay.unit // words.itemsize
-    idx, flags = K.locate_first_problem(
-        lay.kernel, words, state0, lay.bound, *lay.args, step=step
-    )
-    at = off + idx * lay.unit
-    raw = words[idx * step : (idx + 1) * step].tobytes()
-    if flags & K.FLAG_RESERVED:
-        raise EventFileError(path, lay.describe(raw), at)
-    out = np.empty(max(1, lay.bound(idx + 1)), dtype=EVENT_DTYPE)
-    n, _ = lay.kernel(words[: (idx + 1) * step], out, state0.copy(), *lay.args)
-    ev = out[:n]
-    bad = (ev["x"] >= sensor[0]) | (ev["y"] >= sensor[1])
-    j = int(np.argmax(bad)) if bad.any() else n - 1
-    raise EventFileError(
-        path,
-        f"event at (x={int(ev['x'][j])}, y={int(ev['y'][j])}) lies outside the "
-        f"{sensor[0]}x{sensor[1]} sensor ({source})",
-        at,
-    )
-
-
-def _decode_all(path: Path, lay: _Layout, start: int, end: int, sensor: SensorSize,
-                source: str, capacity: int | None = None,
-                tolerate: int = 0) -> tuple[np.ndarray, int]:
-    """Decode ``[start, end)`` of ``path`` into one ``EVENT_DTYPE`` array (blockwise).
-
-    Returns the events and the union of the flags in ``tolerate`` that were raised (any
-    other flag raises EventFileError at the offending byte).
-    """
-    _check_whole_units(path, lay, start, end)
-    n_units = (end - start) // lay.unit
-    out = np.empty(max(1, capacity if capacity is not None else lay.bound(n_units)), EVENT_DTYPE)
-    state = lay.new_state()
-    n = 0
-    seen = 0
-    for off, block in _iter_blocks(path, start, end, READ_BLOCK_BYTES, lay.unit):
-        words = block.view(lay.word_dtype)
-        need = n + lay.bound(len(block) // lay.unit)
-        if need > len(out):  # grow by copying (ndarray.resize would zero-fill the new part)
-            bigger = np.empty(max(need, len(out) + len(out) // 2), EVENT_DTYPE)
-            bigger[:n] = out[:n]
-            out = bigger
-        state0 = state.copy()
-        m, flags = lay.kernel(words, out[n:], state, *lay.args)
-        if flags & ~tolerate:
-            _raise_problem(path, lay, off, words, state0, sensor, source)
-        seen |= int(flags)
-        n += int(m)
-    out.resize(n, refcheck=False)  # shrinking keeps the data in place, no copy
-    return out, seen
-
-
-def _iter_decoded(path: Path, lay: _Layout, start: int, end: int, sensor: SensorSize,
-                  source: str, block_bytes: int) -> Iterator[np.ndarray]:
-    """Yield decoded blocks (views of a reused buffer, valid until the next item)."""
-    _check_whole_units(path, lay, start, end)
-    block_bytes = max(lay.unit, block_bytes // lay.unit * lay.unit)
-    out = np.empty(max(1, lay.bound(block_bytes // lay.unit)), EVENT_DTYPE)
-    state = lay.new_state()
-    for off, block in _iter_blocks(path, start, end, block_bytes, lay.unit):
-        words = block.view(lay.word_dtype)
-        state0 = state.copy()
-        m, flags = lay.kernel(words, out, state, *lay.args)
-        if flags:
-            _raise_problem(path, lay, off, words, state0, sensor, source)
-        yield out[: int(m)]
-
-
-def _rechunk(blocks: Iterator[np.ndarray], chunk_events: int) -> Iterator[np.ndarray]:
-    """Regroup decoded blocks (reused buffers) into fresh arrays of ``chunk_events`` events."""
-    if chunk_events < 1:
-        raise ValueError("chunk_events must be >= 1")
-    pending: list[np.ndarray] = []
-    count = 0
-    for arr in blocks:
-        start = 0
-        while count + (len(arr) - start) >= chunk_events:
-            take = chunk_events - count
-            piece = arr[start : start + take]
-            start += take
-            if pending:
-                pending.append(piece)
-                yield np.concatenate(pending)
-            else:
-                yield piece.copy()
-            pending, count = [], 0
-        if start < len(arr):
-            pending.append(arr[start:].copy())
-            count += len(arr) - start
-    if count:
-        yield np.concatenate(pending)
-
-
-def _chunks(path: Path, lay: _Layout, start: int, end: int, sensor: SensorSize, source: str,
-            chunk_events: int, meta: dict[str, Any], block_bytes: int) -> Iterator[Recording]:
-    for ev in _rechunk(_iter_decoded(path, lay, start, end, sensor, source, block_bytes),
-                       chunk_events):
-        yield Recording(ev, sensor, dict(meta))
-
-
-# ---------------------------------------------------------------------------------------------
 # RAW (EVT 2.0 / EVT 3.0)
 # ---------------------------------------------------------------------------------------------
 
@@ -524,8 +374,20 @@ def _describe_evt3(raw: bytes) -> str:
     return f"EVT 3.0 word 0x{w:04X} has reserved type 0x{w >> 12:X} (not an EVT 3.0 stream?)"
 
 
-def _raw_setup(path: Path, sensor_size: SensorSize | None, encoding: str):
-    h, size = _read_header(path)
+class _Plan(NamedTuple):
+    """What a reader found in a file's header: how to decode its data region."""
+
+    lay: B.BlockLayout
+    start: int  # first data byte
+    end: int  # file size
+    sensor: SensorSize
+    source: str  # where the sensor size came from
+    meta: dict[str, Any]
+    head: bytes  # the file's first bytes, already read
+
+
+def _raw_setup(path: Path, sensor_size: SensorSize | None, encoding: str) -> _Plan:
+    h, size, head = _read_header(path)
     named = _raw_encoding(h)
     label = {"evt2": "EVT 2.0", "evt3": "EVT 3.0"}[encoding]
     if named == "conflicting":
@@ -539,30 +401,31 @@ def _raw_setup(path: Path, sensor_size: SensorSize | None, encoding: str):
     sensor, source = _resolve_sensor(path, geom, sensor_size, f"{label} RAW",
                                      (EVT_MAX_COORD, EVT_MAX_COORD))
     if encoding == "evt2":
-        lay = _Layout("EVT 2.0", 4, "<u4", K.decode_evt2, K.evt2_state, K.evt2_bound,
-                      (sensor[0], sensor[1]), _describe_evt2)
+        lay = B.BlockLayout("EVT 2.0", 4, "<u4", K.decode_evt2, K.evt2_state, K.evt2_bound,
+                            (sensor[0], sensor[1]), _describe_evt2)
     else:
-        lay = _Layout("EVT 3.0", 2, "<u2", K.decode_evt3, K.evt3_state, K.evt3_bound,
-                      (sensor[0], sensor[1]), _describe_evt3)
+        lay = B.BlockLayout("EVT 3.0", 2, "<u2", K.decode_evt3, K.evt3_state, K.evt3_bound,
+                            (sensor[0], sensor[1]), _describe_evt3)
     meta: dict[str, Any] = {"format": encoding, "sensor_size_source": source,
                             "header": {k: v for k, (v, _) in h.fields.items()}}
     camera = _raw_camera(h)
     if camera:
         meta["camera"] = camera
-    return lay, h.data_start, size, sensor, source, meta
+    return _Plan(lay, h.data_start, size, sensor, source, meta, head)
 
 
 def _read_raw(path, sensor_size, encoding) -> Recording:
     path = Path(path)
-    lay, start, end, sensor, source, meta = _raw_setup(path, sensor_size, encoding)
+    plan = _raw_setup(path, sensor_size, encoding)
     capacity = None
     if encoding == "evt3":  # the 12-per-word bound is rarely approached: typical streams
         # hold < 2 events per word, so start there and grow when a block could overflow
-        n_words = (end - start) // 2
-        block_bound = lay.bound(READ_BLOCK_BYTES // 2)
-        capacity = min(lay.bound(n_words), 2 * n_words + block_bound)
-    ev, _ = _decode_all(path, lay, start, end, sensor, source, capacity)
-    return Recording(ev, sensor, meta)
+        n_words = (plan.end - plan.start) // 2
+        block_bound = plan.lay.bound(B.READ_BLOCK_BYTES // 2)
+        capacity = min(plan.lay.bound(n_words), 2 * n_words + block_bound)
+    ev, _ = B.decode_all(path, plan.lay, plan.start, plan.end, plan.sensor, plan.source,
+                         capacity=capacity, head=plan.head)
+    return Recording(ev, plan.sensor, plan.meta)
 
 
 def read_evt2(path: str | os.PathLike, sensor_size: SensorSize | None = None) -> Recording:
@@ -587,14 +450,20 @@ def read_evt3(path: str | os.PathLike, sensor_size: SensorSize | None = None) ->
     return _read_raw(path, sensor_size, "evt3")
 
 
+def _iter_plan(path: Path, plan: _Plan, chunk_events: int,
+               block_bytes: int) -> Iterator[Recording]:
+    return B.chunks(path, plan.lay, plan.start, plan.end, plan.sensor, plan.source,
+                    chunk_events, plan.meta, block_bytes)
+
+
 def _iter_raw(path, chunk_events, sensor_size, encoding, block_bytes) -> Iterator[Recording]:
     path = Path(path)
-    lay, start, end, sensor, source, meta = _raw_setup(path, sensor_size, encoding)
-    yield from _chunks(path, lay, start, end, sensor, source, chunk_events, meta, block_bytes)
+    yield from _iter_plan(path, _raw_setup(path, sensor_size, encoding), chunk_events,
+                          block_bytes)
 
 
 def iter_evt2(path: str | os.PathLike, chunk_events: int, sensor_size: SensorSize | None = None,
-              *, block_bytes: int = ITER_BLOCK_BYTES) -> Iterator[Recording]:
+              *, block_bytes: int = B.ITER_BLOCK_BYTES) -> Iterator[Recording]:
     """Stream an EVT 2.0 RAW file as Recordings of at most ``chunk_events`` events.
 
     Memory is O(block_bytes + chunk_events); the decoder state (time base, wrap count) is
@@ -604,7 +473,7 @@ def iter_evt2(path: str | os.PathLike, chunk_events: int, sensor_size: SensorSiz
 
 
 def iter_evt3(path: str | os.PathLike, chunk_events: int, sensor_size: SensorSize | None = None,
-              *, block_bytes: int = ITER_BLOCK_BYTES) -> Iterator[Recording]:
+              *, block_bytes: int = B.ITER_BLOCK_BYTES) -> Iterator[Recording]:
     """Stream an EVT 3.0 RAW file as Recordings of at most ``chunk_events`` events.
 
     The decoder state (time high/low, wrap count, y, vector base x and polarity) is carried
@@ -624,8 +493,8 @@ def _describe_dat(raw: bytes) -> str:
     return f"DAT record {raw.hex()} is invalid"
 
 
-def _dat_setup(path: Path, sensor_size: SensorSize | None):
-    h, size = _read_header(path)
+def _dat_setup(path: Path, sensor_size: SensorSize | None) -> _Plan:
+    h, size, head = _read_header(path)
     if not h.lines:
         raise EventFileError(path, "no DAT header: the file does not start with '% ' lines", 0)
     named = _raw_encoding(h)
@@ -642,9 +511,12 @@ def _dat_setup(path: Path, sensor_size: SensorSize | None):
     if size < start + 2:
         raise EventFileError(path, "truncated DAT file: the event type and size bytes are "
                              "missing after the header", start)
-    with open(path, "rb") as f:
-        f.seek(start)
-        ev_type, ev_size = f.read(2)
+    if len(head) >= start + 2:
+        ev_type, ev_size = head[start : start + 2]
+    else:
+        with open(path, "rb") as f:
+            f.seek(start)
+            ev_type, ev_size = f.read(2)
     if ev_type == 0x0E:
         raise EventFileError(path, "DAT file holds external trigger events (type 0x0E), "
                              "not CD events", start)
@@ -659,37 +531,80 @@ def _dat_setup(path: Path, sensor_size: SensorSize | None):
         ht = _header_int(path, h, "height", h.get("height") or "", 1, limit[1])
         geom = (w, ht, "header width/height lines")
     sensor, source = _resolve_sensor(path, geom, sensor_size, "DAT", limit)
-    lay = _Layout("DAT", 8, "<u4", K.decode_dat, K.dat_state, K.dat_bound,
-                  (sensor[0], sensor[1], version), _describe_dat)
+    lay = B.BlockLayout("DAT", 8, "<u4", K.decode_dat, K.dat_state, K.dat_bound,
+                        (sensor[0], sensor[1], version), _describe_dat)
     meta: dict[str, Any] = {"format": "dat", "dat_version": version, "dat_event_type": ev_type,
                             "sensor_size_source": source,
                             "header": {k: v for k, (v, _) in h.fields.items()}}
-    return lay, start + 2, size, sensor, source, meta
+    return _Plan(lay, start + 2, size, sensor, source, meta, head)
 
 
-def read_dat(path: str | os.PathLike, sensor_size: SensorSize | None = None) -> Recording:
+def _decode_dat_parallel(path: Path, plan: _Plan, threads: int) -> np.ndarray | None:
+    """Decode a DAT data region on ``threads`` threads; None when a record raised a flag.
+
+    Every record is one event, so segment ``k`` writes from its first record's index on. Its
+    decoder state is the raw timestamp of the record before it, read directly, and no wrap
+    shift; the wraps each segment finds are added to the later segments' timestamps
+    afterwards (a wrap takes 71.6 minutes of recording, so that pass is rare). The result
+    equals the one-thread decode; on a flag the caller decodes again on one thread, which
+    names the offending record.
+    """
+    lay = plan.lay
+    segs = B.split(plan.start, plan.end, lay.unit, threads * B.SEGMENTS_PER_THREAD)
+    out = np.empty((plan.end - plan.start) // lay.unit, EVENT_DTYPE)
+    positions = [(a - plan.start) // lay.unit for a, _ in segs]
+    with B.open_fd(path) as fd:
+        states = [K.dat_state()]
+        for a, _ in segs[1:]:
+            prev = os.pread(fd, 4, a - lay.unit)  # timestamp of the record before the segment
+            if len(prev) != 4:
+                raise EventFileError(path, "file shrank while it was being read", a - lay.unit)
+            states.append(np.array([int.from_bytes(prev, "little"), 0], dtype=np.int64))
+        results = B.decode_segments(fd, path, lay, segs, out, positions, states, threads)
+    if any(flags for flags, _ in results):
+        return None
+    shift = 0
+    for (a, b), state in zip(segs, states, strict=True):
+        if shift:
+            i, j = (a - plan.start) // lay.unit, (b - plan.start) // lay.unit
+            out["t"][i:j] += shift
+        shift += int(state[1])
+    return out
+
+
+def read_dat(path: str | os.PathLike, sensor_size: SensorSize | None = None, *,
+             threads: int | None = None) -> Recording:
     """Read a Prophesee DAT file of CD events (version 1 or 2).
 
     Args:
         path: the ``.dat`` file.
         sensor_size: ``(width, height, 2)``; overrides the header, required when the header
             has no ``% Width`` / ``% Height`` lines (N-CARS files have none).
+        threads: threads that decode the file (default: one below 8 MiB of data, else the
+            available CPUs, see :func:`eventssm.io._blocks.read_threads`); the result does not
+            depend on it.
 
     Returns:
         Recording of CD events (``EVENT_DTYPE``).
     """
     path = Path(path)
-    lay, start, end, sensor, source, meta = _dat_setup(path, sensor_size)
-    ev, _ = _decode_all(path, lay, start, end, sensor, source)
-    return Recording(ev, sensor, meta)
+    plan = _dat_setup(path, sensor_size)
+    B.check_whole_units(path, plan.lay, plan.start, plan.end)
+    ev = None
+    n_threads = B.read_threads(threads, plan.end - plan.start)
+    if n_threads > 1:
+        ev = _decode_dat_parallel(path, plan, n_threads)
+    if ev is None:
+        ev, _ = B.decode_all(path, plan.lay, plan.start, plan.end, plan.sensor, plan.source,
+                             head=plan.head)
+    return Recording(ev, plan.sensor, plan.meta)
 
 
 def iter_dat(path: str | os.PathLike, chunk_events: int, sensor_size: SensorSize | None = None,
-             *, block_bytes: int = ITER_BLOCK_BYTES) -> Iterator[Recording]:
+             *, block_bytes: int = B.ITER_BLOCK_BYTES) -> Iterator[Recording]:
     """Stream a DAT file as Recordings of at most ``chunk_events`` events (O(block) memory)."""
     path = Path(path)
-    lay, start, end, sensor, source, meta = _dat_setup(path, sensor_size)
-    return _chunks(path, lay, start, end, sensor, source, chunk_events, meta, block_bytes)
+    return _iter_plan(path, _dat_setup(path, sensor_size), chunk_events, block_bytes)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -848,13 +763,13 @@ def encode_dat(events: np.ndarray, width: int, height: int, version: int = 2) ->
 
 register(FormatSpec(
     "evt2", "Prophesee RAW, EVT 2.0 encoding (32-bit words; Gen3 default)", (".raw",),
-    _sniff_evt2, read_evt2, iter_evt2,
+    _sniff_evt2, read_evt2, iter_evt2, validated=True,
 ))
 register(FormatSpec(
     "evt3", "Prophesee RAW, EVT 3.0 encoding (16-bit vectorised words; Gen4/IMX636 default)",
-    (".raw",), _sniff_evt3, read_evt3, iter_evt3,
+    (".raw",), _sniff_evt3, read_evt3, iter_evt3, validated=True,
 ))
 register(FormatSpec(
     "dat", "Prophesee DAT, decoded CD events (8-byte records; N-CARS, ATIS datasets)", (".dat",),
-    _sniff_dat, read_dat, iter_dat,
+    _sniff_dat, read_dat, iter_dat, validated=True,
 ))

@@ -8,67 +8,35 @@ returned count. Decoder state lives in a small ``int64`` array that the kernel r
 start and writes back at the end, so a file decoded block by block gives exactly the events
 of a whole-file decode.
 
-Every kernel returns ``(n_events, flags)``. ``flags`` is 0 for a clean block, otherwise a
-bit mask of :data:`FLAG_OUTSIDE` (an event at ``x >= width`` or ``y >= height``) and
-:data:`FLAG_RESERVED` (a word whose type the format reserves). The kernels keep decoding
-after a problem (an early exit in the hot loop costs more than the whole check); the error
-path calls :func:`locate_first_problem`, which finds the first offending word by bisection
-with the same kernel. Bit layouts and their sources are documented in
+Every kernel follows the block-kernel convention of :mod:`eventssm.io.kernels.common`: it
+returns ``(n_events, flags)`` with :data:`FLAG_OUTSIDE` for an event at ``x >= width`` or
+``y >= height`` and :data:`FLAG_RESERVED` for a word whose type the format reserves, and keeps
+decoding after a problem (the error path locates the first offending word by bisection with
+the same kernel). Bit layouts and their sources are documented in
 :mod:`eventssm.io.prophesee`; the ``.py_func`` of each kernel is the readable reference that
 the tests compare against.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import numba
 import numpy as np
 
-from eventssm.events import EVENT_DTYPE
+from eventssm.io.kernels.common import FLAG_OUTSIDE, FLAG_RESERVED, columns, new_state, store
 
-FLAG_OUTSIDE = 1
-FLAG_RESERVED = 2
-
-
-def locate_first_problem(
-    kernel: Callable,
-    words: np.ndarray,
-    state: np.ndarray,
-    bound: Callable[[int], int],
-    *args,
-    step: int = 1,
-) -> tuple[int, int]:
-    """Index of the first word of ``words`` whose decoding raises a flag, and that flag.
-
-    Args:
-        kernel: one of the decode kernels of this module (or ``eventssm.io.kernels.nmnist``).
-        words: the block that produced non-zero flags.
-        state: the decoder state as it was BEFORE the block (not modified).
-        bound: ``bound(n_words) -> capacity`` of the output buffer the kernel needs.
-        *args: the kernel's trailing arguments (width, height, ...).
-        step: items of ``words`` per unit the kernel consumes (2 for DAT records).
-
-    Returns:
-        ``(index, flags)``: the index of the first offending unit (word or record) and the
-        flags it raises; ``(-1, 0)`` when the block is clean.
-    """
-    n_units = len(words) // step
-    out = np.empty(max(1, bound(n_units)), dtype=EVENT_DTYPE)
-
-    def flags_of(k: int) -> int:
-        return int(kernel(words[: k * step], out, state.copy(), *args)[1])
-
-    if flags_of(n_units) == 0:
-        return -1, 0
-    lo, hi = 0, n_units  # flags(lo) == 0, flags(hi) != 0
-    while hi - lo > 1:
-        mid = (lo + hi) // 2
-        if flags_of(mid):
-            hi = mid
-        else:
-            lo = mid
-    return hi - 1, flags_of(hi)
+__all__ = [
+    "FLAG_OUTSIDE",
+    "FLAG_RESERVED",
+    "dat_bound",
+    "dat_state",
+    "decode_dat",
+    "decode_evt2",
+    "decode_evt3",
+    "evt2_bound",
+    "evt2_state",
+    "evt3_bound",
+    "evt3_state",
+]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -87,7 +55,7 @@ EVT2_TIME_LOOP = 1 << 34
 
 def evt2_state() -> np.ndarray:
     """Fresh EVT 2.0 decoder state, ``int64[EVT2_STATE_SIZE]``."""
-    return np.zeros(EVT2_STATE_SIZE, dtype=np.int64)
+    return new_state(0, 0, 0)
 
 
 def evt2_bound(n_words: int) -> int:
@@ -112,10 +80,7 @@ def decode_evt2(words, out, state, width, height):
     base their timestamps are unknown). A TIME_HIGH that jumps back by at least
     ``MaxTimestamp - 10000`` µs is a wrap of the 34-bit time and adds 2**34 µs (OpenEB).
     """
-    ox = out["x"]
-    oy = out["y"]
-    ot = out["t"]
-    op = out["p"]
+    cols = columns(out)
     started = state[0]
     base = state[1]
     shift = state[2]
@@ -140,10 +105,7 @@ def decode_evt2(words, out, state, width, height):
         if typ <= 0x1:  # CD_OFF (0x0) / CD_ON (0x1)
             x = (w >> 11) & 0x7FF
             y = w & 0x7FF
-            ox[n] = x
-            oy[n] = y
-            ot[n] = base + ((w >> 22) & 0x3F)
-            op[n] = typ
+            store(cols, n, x, y, base + ((w >> 22) & 0x3F), typ)
             n += 1
             flags |= np.int64((x >= width) | (y >= height))
         elif typ == 0x8:  # EVT_TIME_HIGH
@@ -172,10 +134,7 @@ EVT3_STATE_SIZE = 7
 
 def evt3_state() -> np.ndarray:
     """Fresh EVT 3.0 decoder state, ``int64[EVT3_STATE_SIZE]``."""
-    s = np.zeros(EVT3_STATE_SIZE, dtype=np.int64)
-    s[4] = -1
-    s[5] = -1
-    return s
+    return new_state(0, 0, 0, 0, -1, -1, 0)
 
 
 def evt3_bound(n_words: int) -> int:
@@ -206,10 +165,7 @@ def decode_evt3(words, out, state, width, height):
     TIME_HIGH are skipped, as OpenEB does. Vector words before any VECT_BASE_X and CD words
     before any EVT_ADDR_Y carry no complete address and are skipped.
     """
-    ox = out["x"]
-    oy = out["y"]
-    ot = out["t"]
-    op = out["p"]
+    cols = columns(out)
     started = state[0]
     high = state[1]
     low = state[2]
@@ -244,10 +200,7 @@ def decode_evt3(words, out, state, width, height):
         if typ == 0x2:  # EVT_ADDR_X: one event, polarity bit 11
             if y >= 0:
                 x = payload & 0x7FF
-                ox[n] = x
-                oy[n] = y
-                ot[n] = hi | low
-                op[n] = payload >> 11
+                store(cols, n, x, y, hi | low, payload >> 11)
                 flags |= np.int64((x >= width) | (y >= height))
                 n += 1
         elif typ == 0x0:  # EVT_ADDR_Y (bit 11 is the master/slave system type)
@@ -267,10 +220,7 @@ def decode_evt3(words, out, state, width, height):
                         flags |= np.int64(base_x + top >= width)
                     t = hi | low
                     for k in range(nbits):  # branch-free: a slot per bit, kept if set
-                        ox[n] = base_x + k
-                        oy[n] = y
-                        ot[n] = t
-                        op[n] = vpol
+                        store(cols, n, base_x + k, y, t, vpol)
                         n += (valid >> k) & 1
                 base_x += nbits
         elif typ == 0x3:  # VECT_BASE_X: base x and polarity of the next vectors
@@ -307,9 +257,7 @@ DAT_STATE_SIZE = 2
 
 def dat_state() -> np.ndarray:
     """Fresh DAT decoder state, ``int64[DAT_STATE_SIZE]``."""
-    s = np.zeros(DAT_STATE_SIZE, dtype=np.int64)
-    s[0] = -1
-    return s
+    return new_state(-1, 0)
 
 
 def dat_bound(n_records: int) -> int:
@@ -336,10 +284,7 @@ def decode_dat(words, out, state, width, height, version):
     record to the next is taken as a wrap and adds 2**32 µs; smaller drops are kept as they
     are (non-monotonic data is reported, not "repaired").
     """
-    ox = out["x"]
-    oy = out["y"]
-    ot = out["t"]
-    op = out["p"]
+    cols = columns(out)
     prev = state[0]
     shift = state[1]
     flags = 0
@@ -357,10 +302,7 @@ def decode_dat(words, out, state, width, height, version):
         if prev >= 0 and prev - traw >= (1 << 31):
             shift += 1 << 32
         prev = traw
-        ox[i] = x
-        oy[i] = y
-        ot[i] = traw + shift
-        op[i] = (d >> pshift) & 1
+        store(cols, i, x, y, traw + shift, (d >> pshift) & 1)
     state[0] = prev
     state[1] = shift
     return n_rec, flags
