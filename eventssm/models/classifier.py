@@ -86,8 +86,9 @@ class ClassifierConfig:
         remat: recompute the event-rate activations in the backward pass instead of storing
             them (memory for time): the first pooling block's time chunks and every block that
             runs before the first pooling (pooled stages are L/stride shorter and stored).
-        remat_blocks: also recompute every later block's SSM and pooling (``SSMBlock.core``)
-            in the backward pass, in time chunks of ``block_chunk`` elements: less memory for
+        remat_blocks: in train mode, also recompute every later block's SSM and pooling
+            (``SSMBlock.core``) in the backward pass, in time chunks of ``block_chunk``
+            elements (eval mode runs them whole, which is faster): less memory for
             the input-dependent S7 layers, whose per-element terms are many (B, L/stride, P)
             arrays.  Does not change the results.
         block_chunk: time chunk (elements) of the blocks recomputed under ``remat_blocks``.
@@ -307,7 +308,7 @@ class EventClassifier(nnx.Module):
             x = self.embed(tokens)
         for block in blocks:
             event_rate = event_rate and block.stride == 1
-            if event_rate or not self.config.remat_blocks:
+            if event_rate or not (self.config.remat_blocks and block.training):
                 x, dt, mask = block(x, dt, mask, remat=self.config.remat and event_rate)
             else:
                 x, dt, mask = block(x, dt, mask, remat=True, time_chunk=self.config.block_chunk)
@@ -359,10 +360,12 @@ class EventClassifier(nnx.Module):
             u = self.embed(tok)
             if table is None:
                 h = jnp.where(m[..., None], blk.pre(u), 0.0)
-                y, x = ssm_pooled(blk.ssm, h, d, m, s, x0=x)
+                y, x = ssm_pooled(blk.ssm, h, d, m, s, x0=x, exp_form=blk.training)
             else:
                 h_last, terms = table_terms(table, tok, d, m, s)
-                y, x = ssm_pooled(blk.ssm, None, d, m, s, x0=x, terms=terms, h_last=h_last)
+                y, x = ssm_pooled(
+                    blk.ssm, None, d, m, s, x0=x, terms=terms, h_last=h_last, exp_form=blk.training
+                )
             return x, (y, *event_pool(u, d, m, stride=s, mode=blk.pool_mode))
 
         y, skip, d_p, m_p = scan_time_chunks(
