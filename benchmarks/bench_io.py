@@ -55,8 +55,8 @@ from eventssm.io import formats, read_events  # noqa: E402
 from eventssm.io import nmnist as N  # noqa: E402
 from eventssm.io import prophesee as P  # noqa: E402
 
-DATE = "2026-11-22"
-MACHINE = "2-core CPU, 24 GiB, shared with other jobs during this run"
+DATE = __import__("datetime").date.today().isoformat()
+MACHINE = f"{os.cpu_count()}-core CPU, 24 GiB"
 ONE_THREAD = {"dat": P.read_dat, "nmnist": N.read_nmnist}  # readers with a parallel path
 
 

@@ -11,7 +11,7 @@ from eventssm.cli._common import FiniteFloatRange, check_new_folder, fail, os_er
 
 #: ClassifierConfig.scan_method values (eventssm.models.classifier.SCAN_METHODS; listed here so
 #: that ``--help`` does not import JAX)
-SCAN_METHODS = ("associative", "sequential", "chunked")
+SCAN_METHODS = ("auto", "associative", "sequential", "chunked")
 # jax.random.key takes the seed as a 32-bit integer
 _SEED = click.IntRange(0, 2**31 - 1)
 _POSITIVE = click.IntRange(min=1)

@@ -90,13 +90,22 @@ def _decode_guard(path: Path, spec: FormatSpec, fn, *args):
 def _finish(rec: Recording, spec: FormatSpec, p: Path, allow_empty: bool) -> Recording:
     """Check a reader's Recording against the event contract and name its format and path.
 
+    ``meta["format"]`` is the reader's name and ``meta["path"]`` the file read; a different
+    value stored in the file (e.g. by :func:`write_events`) is kept as ``source_format`` /
+    ``source_path``.
+
     Readers registered with ``validated=True`` have checked every event in their decode
     pass, so only the O(1) checks run for them.
     """
     validate_events(rec.events, rec.sensor_size, path=p, allow_empty=allow_empty,
                     check_bounds=not spec.validated)
-    rec.meta.setdefault("format", spec.name)
-    rec.meta.setdefault("path", str(p))
+    # meta["format"] / meta["path"] always name the reader and the file actually read; values
+    # stored in the file's own meta (a recording re-saved by write_events) move to source_*
+    for key, value in (("format", spec.name), ("path", str(p))):
+        stored = rec.meta.get(key)
+        if stored is not None and stored != value:
+            rec.meta.setdefault(f"source_{key}", stored)
+        rec.meta[key] = value
     return rec
 
 

@@ -43,7 +43,7 @@ from eventssm.models.pooling import (
 __all__ = ["HEAD_MODES", "ClassifierConfig", "EventClassifier", "StageDims", "head_pool"]
 
 HEAD_MODES = ("mean", "time_weighted", "last")
-SCAN_METHODS = ("associative", "sequential", "chunked")
+SCAN_METHODS = ("auto", "associative", "sequential", "chunked")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -78,7 +78,8 @@ class ClassifierConfig:
         dropout: dropout rate (train mode only).
         head: "mean", "time_weighted" or "last".
         pool_mode: residual-path pooling mode ("last", "mean", "time_weighted").
-        scan_method: "associative", "sequential" or "chunked" (see eventssm.models.scan).
+        scan_method: "auto" (sequential on CPU, associative on GPU/TPU), "associative",
+            "sequential" or "chunked" (see eventssm.models.scan).
         conj_sym: keep only one of each conjugate eigenvalue pair (P/2 complex states).
         dt_min, dt_max: range of the initial SSM step sizes δ.
         discretization: S5 discretization ("async" for event streams).

@@ -17,9 +17,9 @@
     layers, stride 4, expansion 2, chunked scan (cheapest to compile on CPU).
 
 Every preset can be built with S5 or S7 layers (``layer=``); other fields can be overridden.
-The DVS presets default to ``remat=True``, ``remat_blocks=True`` and the "chunked" scan, the
-fastest and lightest settings measured on CPU (benchmarks/RESULTS.md); none of them changes the
-model's function.
+The DVS presets default to ``remat=True``, ``remat_blocks=True`` and the "auto" scan
+(sequential on CPU, associative on GPU/TPU), the fastest and lightest settings measured on
+CPU (benchmarks/RESULTS.md); none of them changes the model's function.
 """
 
 from __future__ import annotations
@@ -53,7 +53,9 @@ _DVS_COMMON = dict(
     # batch 8 × 65,536 needs 2.3 instead of 4.5 GiB peak RSS, S5 1.7 instead of 2.6 GiB, at
     # the same CPU time per step (benchmarks/RESULTS.md).
     remat_blocks=True,
-    scan_method="chunked",
+    # sequential lax.scan on CPU (eventssm-dvs-small S5 training step at batch 8 × 65,536:
+    # 156-175 k vs 140-148 k tokens/s with "chunked"), associative on accelerators
+    scan_method="auto",
 )
 
 #: name -> ClassifierConfig fields (read-only); ``layer`` and the task sizes come from get_preset.

@@ -41,6 +41,7 @@ __all__ = [
     "ScanMethod",
     "linear_recurrence",
     "linear_recurrence_numpy",
+    "resolve_method",
 ]
 
 
@@ -50,6 +51,18 @@ class ScanMethod(enum.StrEnum):
     SEQUENTIAL = "sequential"
     ASSOCIATIVE = "associative"
     CHUNKED = "chunked"
+    #: "sequential" on the CPU backend (fastest there, §4 of docs/model.md), "associative" on
+    #: GPU/TPU; resolved when the function is traced.
+    AUTO = "auto"
+
+
+def resolve_method(method: ScanMethod | str) -> ScanMethod:
+    """The concrete method for ``method`` ("auto" → by ``jax.default_backend()``)."""
+    method = ScanMethod(method)
+    if method is ScanMethod.AUTO:
+        cpu = jax.default_backend() == "cpu"
+        return ScanMethod.SEQUENTIAL if cpu else ScanMethod.ASSOCIATIVE
+    return method
 
 
 def _combine(left, right):
@@ -136,7 +149,8 @@ def linear_recurrence(
         h0: initial state, shape ``b.shape[1:]``; zeros when ``None``.
         method: ``"sequential"`` (``lax.scan`` reference), ``"associative"``
             (``lax.associative_scan``) or ``"chunked"`` (sequential inside chunks of
-            ``chunk_size`` steps, sequential across chunk summaries); a :class:`ScanMethod`
+            ``chunk_size`` steps, sequential across chunk summaries) or ``"auto"``
+            (:func:`resolve_method`); a :class:`ScanMethod`
             or its string value.
         chunk_size: chunk length T for ``"chunked"`` (any L is accepted; the last chunk is
             padded with the identity element).
@@ -150,7 +164,7 @@ def linear_recurrence(
         ValueError: unknown method, ``b`` without a time axis, non-broadcastable ``a``, wrong
             ``h0`` shape or non-positive ``chunk_size``.
     """
-    method = ScanMethod(method)
+    method = resolve_method(method)
     b = jnp.asarray(b)
     a = jnp.asarray(a)
     if b.ndim < 1:

@@ -185,7 +185,7 @@ def test_sources_format_is_the_reader(tmp_path):
     sim = CliRunner().invoke(main, ["simulate", str(raw), "--per-class", "1", "--classes", "up,down",
                                     "--size", "8x8", "--frames", "3"])
     assert sim.exit_code == 0, sim.output
-    assert read_events(raw / "up" / "up_000.h5").meta["format"] == "simulated"
+    assert read_events(raw / "up" / "up_000.h5").meta["source_format"] == "simulated"
     out = tmp_path / "c.h5"
     assert run(raw, "-o", out, "--labels-from", "folder", "--workers", "1", "-q").exit_code == 0
     with h5py.File(out, "r") as f:

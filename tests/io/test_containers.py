@@ -81,19 +81,30 @@ def test_write_read_roundtrip_exact(ext, rec):
         assert np.array_equal(back.events, rec.events)
         assert back.sensor_size == rec.sensor_size
         fmt = "npz" if ext == ".npz" else "hdf5"
-        assert back.meta == {"format": fmt, "path": str(path), **rec.meta}
+        assert back.meta == _expected_meta(rec.meta, fmt, path)
         assert sorted(p.name for p in Path(d).iterdir()) == [path.name]  # no temp file left
         got = concat(list(iter_events(path, chunk_events=97)))
         assert np.array_equal(got, rec.events)
 
 
+def _expected_meta(stored: dict, fmt: str, path: Path) -> dict:
+    """What read_events reports: the stored meta, with format/path naming the reader and file
+    read and a different stored format/path kept as source_format/source_path."""
+    out = dict(stored)
+    for key, value in (("format", fmt), ("path", str(path))):
+        if key in stored and stored[key] != value:
+            out[f"source_{key}"] = stored[key]
+        out[key] = value
+    return out
+
+
 def test_roundtrip_of_read_recording_keeps_meta_exactly(tmp_path):
     rec = Recording(_events(50), (64, 48, 2), {"format": "aedat4", "path": "/x/y.aedat4",
                                                 "camera": "DVXplorer", "n": np.int64(3)})
-    for name in ("a.h5", "a.npz"):
+    for name, fmt in (("a.h5", "hdf5"), ("a.npz", "npz")):
         back = read_events(write_events(tmp_path / name, rec))
-        assert back.meta == {"format": "aedat4", "path": "/x/y.aedat4", "camera": "DVXplorer",
-                             "n": 3}
+        assert back.meta == {"format": fmt, "path": str(tmp_path / name), "camera": "DVXplorer",
+                             "n": 3, "source_format": "aedat4", "source_path": "/x/y.aedat4"}
         assert back.sensor_size == (64, 48, 2)
 
 

@@ -588,7 +588,8 @@ def test_sources_format_names_the_reader_not_the_stored_meta(tmp_path, corpus):
     npz = write_events(tmp_path / "in" / "b.npz", rec)
     csv_ = tmp_path / "in" / "c.csv"
     csv_.write_text("x,y,t,p\n" + "".join(f"{e['x']},{e['y']},{e['t']},{int(e['p'])}\n" for e in events[0]))
-    assert read_events(h5).meta["format"] == "simulated"  # what the old code stored
+    meta = read_events(h5).meta
+    assert meta["format"] == "hdf5" and meta["source_format"] == "simulated"
     files = [h5, npz, csv_]
     out = tmp_path / "c.h5"
     build_cache(out, files, None, sensor_size=SENSOR)
