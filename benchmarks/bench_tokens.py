@@ -29,6 +29,7 @@ stage's output) are printed for the synthetic stream and evt2_sample.raw. Usage:
 from __future__ import annotations
 
 import argparse
+import datetime
 import os
 import platform
 import subprocess
@@ -242,6 +243,16 @@ def time_preprocess_synthetic(events, sensor, repeats: int) -> tuple[float, floa
     return res[0][0], res[1][0]
 
 
+def _mem_gib() -> str:
+    """Physical memory of this machine, from /proc/meminfo (Linux), as "N GiB"."""
+    try:
+        with open("/proc/meminfo", encoding="ascii") as fh:
+            kib = int(fh.readline().split()[1])
+        return f"{kib / 2**20:.0f} GiB"
+    except (OSError, ValueError, IndexError):
+        return "memory unknown"
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="1M synthetic events, 1 repeat")
@@ -252,6 +263,7 @@ def main() -> None:
     n = args.events or (1_000_000 if args.quick else 8_000_000)
     repeats = args.repeats or (1 if args.quick else 3)
     warnings.filterwarnings("ignore", category=DeprecationWarning)
+    load_start = os.getloadavg()[0]
 
     datasets = []
     ev, sensor = synthetic(n)
@@ -311,8 +323,9 @@ def main() -> None:
     pre_syn = time_preprocess_synthetic(ev, sensor, repeats)
 
     cpu = platform.processor() or platform.machine()
-    print("date: 2026-11-22")
-    print(f"machine: 2-core CPU, 24 GiB, shared with other jobs during this run; {cpu}")
+    print(f"date: {datetime.date.today().isoformat()}")
+    print(f"machine: {os.cpu_count()}-core CPU, {_mem_gib()}; {cpu}; 1-minute load average "
+          f"{load_start:.1f} at the start, {os.getloadavg()[0]:.1f} at the end")
     print(f"command: python benchmarks/bench_tokens.py {' '.join(sys.argv[1:])}".rstrip())
     print(f"warm-up (first call, numba cache load): {warm:.2f} s"
           + ("" if cold is None else f"; cold compile (empty cache, fresh process): {cold:.1f} s"))

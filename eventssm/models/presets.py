@@ -17,7 +17,7 @@
     layers, stride 4, expansion 2, chunked scan (cheapest to compile on CPU).
 
 Every preset can be built with S5 or S7 layers (``layer=``); other fields can be overridden.
-The DVS presets default to ``remat=True`` (and ``remat_blocks=True`` with S7 layers) and the "auto" scan
+The DVS presets default to ``remat=True``, ``remat_blocks=True`` and the "auto" scan
 (sequential on CPU, associative on GPU/TPU), the fastest and lightest settings measured on
 CPU (benchmarks/RESULTS.md); none of them changes the model's function.
 """
@@ -49,15 +49,14 @@ _DVS_COMMON = dict(
     # this is both faster and lighter (benchmarks/results/model.md: batch 8 × 65,536, S5,
     # 137 k vs 57 k tokens/s training, 2.9 vs 5.2 GiB peak RSS).
     remat=True,
+    # also recompute the pooled-rate blocks, time chunk by time chunk: at batch 8 × 65,536 the
+    # S7 training step peaks at 2.4 instead of 4.3 GiB RSS, S5 at 1.8 instead of 2.5 GiB, and
+    # both train as fast or faster (benchmarks/RESULTS.md, 2026-12-04).
+    remat_blocks=True,
     # sequential lax.scan on CPU (eventssm-dvs-small S5 training step at batch 8 × 65,536:
-    # 156-175 k vs 140-148 k tokens/s with "chunked"), associative on accelerators
+    # 254 k vs 192 k tokens/s with "chunked", 2026-12-04), associative on accelerators
     scan_method="auto",
 )
-
-#: DVS presets recompute the pooled-rate blocks too (``remat_blocks``) for these layers: the
-#: S7 training step at batch 8 × 65,536 then peaks at 2.4 instead of 4.4 GiB RSS; S5 needs
-#: 2.8 GiB without it and trains 15 % faster (170 k vs 147 k tokens/s, benchmarks/RESULTS.md).
-_REMAT_BLOCKS_LAYERS = {"eventssm-dvs-small": ("s7",), "s7-dvs": ("s7",)}
 
 #: name -> ClassifierConfig fields (read-only); ``layer`` and the task sizes come from get_preset.
 PRESETS: MappingProxyType[str, MappingProxyType[str, Any]] = MappingProxyType(
@@ -115,8 +114,6 @@ def get_preset(
         raise ValueError(f"unknown preset {name!r}; choose from {sorted(PRESETS)}")
     fields = dict(PRESETS[name])
     fields["layer"] = layer
-    if name in _REMAT_BLOCKS_LAYERS:
-        fields["remat_blocks"] = layer in _REMAT_BLOCKS_LAYERS[name]
     if vocab_size is not None:
         fields["vocab_size"] = int(vocab_size)
     if n_classes is not None:
