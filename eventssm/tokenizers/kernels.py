@@ -430,6 +430,19 @@ def denoise_kernel(events, width, height, window_us, out):
 # ``r`` is uint64 scratch of at least m words.
 
 
+@numba.njit(cache=True, inline="always")
+def _keep_inside(bx, by, bt, bp, i, k, x, y, width, height):
+    """Compaction step of the coordinate ops: when ``(x, y)`` lies inside ``width x height``,
+    write event i with those coordinates to slot k (k <= i) and return 1; else return 0."""
+    if x < 0 or x >= width or y < 0 or y >= height:
+        return 0
+    bx[k] = x
+    by[k] = y
+    bt[k] = bt[i]
+    bp[k] = bp[i]
+    return 1
+
+
 @numba.njit(cache=True)
 def op_downsample(bx, by, m, xn, xd, yn, yd):
     """``x = x * xn // xd``, ``y = y * yn // yd`` (no event is dropped)."""
@@ -463,13 +476,7 @@ def op_spatial_jitter(bx, by, bt, bp, m, width, height, std_x, std_y, tab_x, fb_
         w = r[i]
         x = bx[i] + rounded_normal(np.int64(w & _LOW32), seed, c0 + i, 0, std_x, tab_x, fb_x)
         y = by[i] + rounded_normal(np.int64(w >> _U32), seed, c0 + i, 1, std_y, tab_y, fb_y)
-        if x < 0 or x >= width or y < 0 or y >= height:
-            continue
-        bx[k] = x
-        by[k] = y
-        bt[k] = bt[i]
-        bp[k] = bp[i]
-        k += 1
+        k += _keep_inside(bx, by, bt, bp, i, k, x, y, width, height)
     return k
 
 
@@ -493,13 +500,7 @@ def op_affine(bx, by, bt, bp, m, width, height, a00, a01, a10, a11, ox, oy):
         yf = np.float64(by[i])
         x = np.int64(np.floor(a00 * xf + a01 * yf + ox + 0.5))
         y = np.int64(np.floor(a10 * xf + a11 * yf + oy + 0.5))
-        if x < 0 or x >= width or y < 0 or y >= height:
-            continue
-        bx[k] = x
-        by[k] = y
-        bt[k] = bt[i]
-        bp[k] = bp[i]
-        k += 1
+        k += _keep_inside(bx, by, bt, bp, i, k, x, y, width, height)
     return k
 
 
@@ -514,13 +515,7 @@ def op_roll(bx, by, bt, bp, m, width, height, dx, dy, wrap):
         if wrap:
             x = x % width
             y = y % height
-        elif x < 0 or x >= width or y < 0 or y >= height:
-            continue
-        bx[k] = x
-        by[k] = y
-        bt[k] = bt[i]
-        bp[k] = bp[i]
-        k += 1
+        k += _keep_inside(bx, by, bt, bp, i, k, x, y, width, height)
     return k
 
 
