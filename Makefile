@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN     = $(VENV)/bin
 STAMP   = $(VENV)/.installed
 
-.PHONY: demo test lint bench clean install
+.PHONY: demo test test-gpu lint bench clean install
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -21,6 +21,11 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q -n 2 tests
+
+# On a machine with an NVIDIA GPU: JAX with CUDA, then the tests marked `gpu` (GPU vs CPU/numpy).
+test-gpu: $(STAMP)
+	$(BIN)/python -m pip install --quiet -e ".[test,cuda]"
+	JAX_PLATFORMS=cuda,cpu $(BIN)/python -m pytest -q -m gpu tests
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
