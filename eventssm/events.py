@@ -75,6 +75,20 @@ def make_events(x, y, t, p) -> np.ndarray:
     return ev
 
 
+def concat_events(parts) -> np.ndarray:
+    """``np.concatenate`` of ``EVENT_DTYPE`` arrays (a new array), copied as bytes: numpy copies
+    the packed 13-byte record field by field, about ten times slower than its bytes."""
+    if not len(parts):
+        return np.empty(0, dtype=EVENT_DTYPE)
+    raw = [np.ascontiguousarray(part, dtype=EVENT_DTYPE).view(np.uint8) for part in parts]
+    return np.concatenate(raw).view(EVENT_DTYPE)
+
+
+def copy_events(events: np.ndarray) -> np.ndarray:
+    """``events.copy()`` for an ``EVENT_DTYPE`` array, copied as bytes (see :func:`concat_events`)."""
+    return concat_events([events])
+
+
 #: Events per group in :func:`first_outside`: each group is checked without a branch, and only
 #: a group that holds an offending event is searched for it.
 _GROUP = 1024

@@ -5,7 +5,16 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from eventssm.events import EVENT_DTYPE, EventFileError, Recording, first_outside, make_events, validate_events
+from eventssm.events import (
+    EVENT_DTYPE,
+    EventFileError,
+    Recording,
+    concat_events,
+    copy_events,
+    first_outside,
+    make_events,
+    validate_events,
+)
 
 
 def test_dtype_is_tonics():
@@ -74,3 +83,22 @@ def test_error_message_and_recording():
     assert str(e) == "a.bin: truncated record (at byte 40)" and isinstance(e, ValueError)
     rec = Recording(make_events([0, 1], [0, 0], [10, 35], [1, 0]), (2, 1, 2))
     assert len(rec) == 2 and rec.duration_us == 25
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.lists(st.integers(0, 50), max_size=5), st.integers(1, 3))
+def test_concat_and_copy_events_equal_numpy(lengths, step):
+    rng = np.random.default_rng(sum(lengths) + step)
+    parts = [make_events(rng.integers(-9, 999, n), rng.integers(-9, 999, n),
+                         rng.integers(-(2**40), 2**40, n), rng.random(n) < 0.5)[::step] for n in lengths]
+    out = concat_events(parts)
+    assert out.dtype == EVENT_DTYPE
+    expected = np.concatenate(parts) if parts else np.empty(0, EVENT_DTYPE)
+    assert np.array_equal(out, expected)
+    for part in parts:
+        dup = copy_events(part)
+        assert dup.dtype == EVENT_DTYPE and np.array_equal(dup, part)
+        if len(part):
+            dup["t"][0] += 1  # a new array: the input is untouched
+            assert dup["t"][0] != part["t"][0]
+            assert not np.shares_memory(out, part)

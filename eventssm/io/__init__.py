@@ -170,8 +170,6 @@ def iter_events(
 
 def concat(chunks: list[Recording]) -> np.ndarray:
     """Concatenate chunk events (helper for tests and tools)."""
-    from eventssm.events import EVENT_DTYPE
+    from eventssm.events import concat_events
 
-    if not chunks:
-        return np.empty(0, dtype=EVENT_DTYPE)
-    return np.concatenate([c.events for c in chunks])
+    return concat_events([c.events for c in chunks])

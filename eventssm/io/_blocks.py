@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from eventssm.events import EVENT_DTYPE, EventFileError, Recording, SensorSize
+from eventssm.events import EVENT_DTYPE, EventFileError, Recording, SensorSize, concat_events, copy_events
 from eventssm.io.kernels.common import FLAG_RESERVED, locate_first_problem
 
 HEAD_BYTES = 1 << 16  # first read of a file: its header and, for small files, all the data
@@ -261,16 +261,16 @@ def rechunk(arrays: Iterator[np.ndarray], chunk_events: int, *,
             start += take
             if pending:
                 pending.append(piece)
-                yield np.concatenate(pending)
+                yield concat_events(pending)
             else:
-                yield piece.copy() if reused else piece
+                yield copy_events(piece) if reused else piece
             pending, count = [], 0
         if start < len(arr):
             rest = arr[start:]
-            pending.append(rest.copy() if reused else rest)
+            pending.append(copy_events(rest) if reused else rest)
             count += len(arr) - start
     if count:
-        yield pending[0] if len(pending) == 1 else np.concatenate(pending)
+        yield pending[0] if len(pending) == 1 else concat_events(pending)
 
 
 def chunks(path: Path, lay: BlockLayout, start: int, end: int, sensor: SensorSize, source: str,

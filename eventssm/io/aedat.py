@@ -96,7 +96,7 @@ from pathlib import Path
 
 import numpy as np
 
-from eventssm.events import EVENT_DTYPE, EventFileError, Recording, SensorSize
+from eventssm.events import EVENT_DTYPE, EventFileError, Recording, SensorSize, copy_events
 from eventssm.io import _blocks as B
 from eventssm.io._base import FormatSpec, register
 from eventssm.io.kernels import aedat as _k
@@ -195,7 +195,7 @@ def _trim(out: np.ndarray, n: int) -> np.ndarray:
         out.resize(n, refcheck=False)
         return out
     except ValueError:
-        return out[:n].copy()
+        return copy_events(out[:n])
 
 
 def _file_size(f) -> int:

@@ -38,7 +38,7 @@ from typing import Any
 
 import numpy as np
 
-from eventssm.events import EVENT_DTYPE, EventFileError, Recording, SensorSize
+from eventssm.events import EventFileError, Recording, SensorSize, concat_events
 from eventssm.io._base import FormatSpec, register
 from eventssm.io.arrays import events_from_columns, infer_sensor_size
 
@@ -280,7 +280,7 @@ def read_text(
     p = Path(path)
     plan = _plan(p, columns, time_unit)
     parts = [_parse(p, plan, s, raw) for s, raw in _batches(p, plan, 1 << 18)]
-    events = np.concatenate(parts) if parts else np.empty(0, EVENT_DTYPE)
+    events = concat_events(parts)
     meta = _meta(plan, sensor_size is not None)
     if sensor_size is None:
         mx = int(events["x"].max()) if len(events) else -1

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numba
 import numpy as np
 
-from eventssm.events import EVENT_DTYPE, Recording
+from eventssm.events import EVENT_DTYPE, Recording, concat_events
 
 log = logging.getLogger(__name__)
 
@@ -128,7 +128,7 @@ def simulate_frames(
         ev = np.empty(n, EVENT_DTYPE)
         ev["x"], ev["y"], ev["t"], ev["p"] = (c[:n] for c in cols)
         chunks.append(ev[np.argsort(ev["t"], kind="stable")])
-    events = np.concatenate(chunks) if chunks else np.empty(0, EVENT_DTYPE)
+    events = concat_events(chunks)
     if params.noise_hz > 0:
         if rng is None:
             raise ValueError("noise_hz > 0 needs an explicit rng")
@@ -139,7 +139,7 @@ def simulate_frames(
         noise["y"] = rng.integers(0, h, n_noise)
         noise["t"] = rng.integers(times_us[0], times_us[-1] + 1, n_noise)
         noise["p"] = rng.integers(0, 2, n_noise).astype(bool)
-        events = np.concatenate([events, noise])
+        events = concat_events([events, noise])
         events = events[np.argsort(events["t"], kind="stable")]
     log.debug("simulated %d events from %d frames", len(events), len(frames))
     return Recording(events, (w, h, 2), {"format": "simulated", "camera": "simulator"})

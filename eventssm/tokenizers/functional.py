@@ -32,7 +32,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from eventssm.events import EVENT_DTYPE, EventFileError
+from eventssm.events import EVENT_DTYPE, EventFileError, copy_events
 from eventssm.tokenizers import kernels
 
 log = logging.getLogger(__name__)
@@ -362,7 +362,7 @@ def random_crop(rng: np.random.Generator, n_events: int, length: int) -> tuple[i
 def _compact(kernel, events: np.ndarray, *args) -> np.ndarray:
     out = np.empty_like(events)
     j = kernel(events, *args, out)
-    return out[:j].copy() if j < len(events) // 2 else out[:j]
+    return copy_events(out[:j]) if j < len(events) // 2 else out[:j]
 
 
 def refractory_filter(
@@ -433,7 +433,7 @@ def hot_pixel_filter(
         raise EventFileError(None, f"max_rate_hz must be > 0, got {max_rate_hz}")
     _check_inside(events, w, h)
     if len(events) == 0:
-        return events.copy()
+        return copy_events(events)
     t = events["t"]
     duration_s = (int(t.max()) - int(t.min()) + 1) * 1e-6
     pixel = events["x"].astype(np.int64) * h + events["y"]

@@ -31,7 +31,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from eventssm.events import EVENT_DTYPE, EventFileError
+from eventssm.events import EVENT_DTYPE, EventFileError, concat_events, copy_events
 from eventssm.tokenizers import kernels
 from eventssm.tokenizers.functional import Downsample as DownsampleSpec
 from eventssm.tokenizers.functional import (
@@ -259,7 +259,7 @@ class _EventOp(_KernelTransform, abc.ABC):
         events = as_events(events)
         op = self._op(rng)
         if op is None:
-            return events.copy()
+            return copy_events(events)
         return _fused(events, [op], self.sorts, None)
 
     def apply_into(self, events, rng, out) -> int:
@@ -305,7 +305,7 @@ class Compose:
             else:
                 cur, owned = as_events(t(cur, rng)), False
         flush(False)
-        return events.copy() if cur is events else cur
+        return copy_events(events) if cur is events else cur
 
 
 @dataclass(frozen=True)
@@ -542,7 +542,7 @@ def event_cutmix(
         if not 0 <= int(lab) < n_classes:
             raise EventFileError(None, f"label {lab} outside [0, {n_classes})")
     if sensor_size is None:
-        both = np.concatenate([a, b])
+        both = concat_events([a, b])
         w = int(both["x"].max()) + 1 if len(both) else 1
         h = int(both["y"].max()) + 1 if len(both) else 1
     else:
@@ -570,7 +570,7 @@ def event_cutmix(
             s0 = ta0 + int(rng.integers(0, span - dur + 1))
             keep_a = a[(a["t"] < s0) | (a["t"] >= s0 + dur)]
             if len(b):
-                b = b.copy()
+                b = copy_events(b)
                 b["t"] += ta0 - int(b["t"][0])
             take_b = b[(b["t"] >= s0) & (b["t"] < s0 + dur)]
     out = np.empty(len(keep_a) + len(take_b), dtype=EVENT_DTYPE)
