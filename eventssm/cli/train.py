@@ -12,6 +12,8 @@ from eventssm.cli._common import FiniteFloatRange, check_new_folder, fail, os_er
 #: ClassifierConfig.scan_method values (eventssm.models.classifier.SCAN_METHODS; listed here so
 #: that ``--help`` does not import JAX)
 SCAN_METHODS = ("auto", "associative", "sequential", "chunked")
+#: eventssm.train.augment.RECIPES, listed here for the same reason
+AUGMENT_RECIPES = ("none", "basic", "geometric")
 # jax.random.key takes the seed as a 32-bit integer
 _SEED = click.IntRange(0, 2**31 - 1)
 _POSITIVE = click.IntRange(min=1)
@@ -37,12 +39,17 @@ _POSITIVE = click.IntRange(min=1)
 @click.option("--ssm-lr", type=FiniteFloatRange(min=0, min_open=True), default=1e-3, show_default=True)
 @click.option("--val-fraction", type=FiniteFloatRange(0, 1, max_open=True), default=0.2, show_default=True,
               help="Share of each class's recordings held out for validation (0 <= f < 1).")
+@click.option("--augment", type=click.Choice(AUGMENT_RECIPES), default="none", show_default=True,
+              help="Event augmentation of the training crops: basic = drop 10 %, time skew and jitter, "
+                   "1 px spatial jitter; geometric adds shift, rotation and zoom (docs/cli.md).")
+@click.option("--cutmix", type=FiniteFloatRange(0, 1), default=0.0, show_default=True,
+              help="Probability of mixing a training sample with another one by event CutMix (soft labels).")
 @click.option("--seed", type=_SEED, default=0, show_default=True)
 @click.option("--log-every", type=_POSITIVE, default=25, show_default=True)
 def train(cache: Path, out: Path, preset: str, layer: str, d_model: int | None, d_state: int | None,
           stages: int | None, layers_per_stage: int | None, scan_method: str | None, steps: int,
-          batch_size: int, crop_events: int, lr: float, ssm_lr: float, val_fraction: float, seed: int,
-          log_every: int) -> None:
+          batch_size: int, crop_events: int, lr: float, ssm_lr: float, val_fraction: float, augment: str,
+          cutmix: float, seed: int, log_every: int) -> None:
     """Train a classifier on CACHE (made by `eventssm preprocess`) and save it to OUT."""
     check_new_folder(out, "checkpoint folder")
     if out.is_dir() and any(out.iterdir()) and not (out / "model.json").is_file():
@@ -66,7 +73,7 @@ def train(cache: Path, out: Path, preset: str, layer: str, d_model: int | None, 
                      if v is not None}
         config = get_preset(preset, layer, vocab_size=ds.vocab_size, n_classes=n_classes, **overrides)
         tcfg = TrainConfig(steps=steps, batch_size=batch_size, crop_events=crop_events, lr=lr, ssm_lr=ssm_lr,
-                           seed=seed, warmup_steps=min(100, steps // 10))
+                           seed=seed, warmup_steps=min(100, steps // 10), augment=augment, cutmix=cutmix)
     except (DatasetError, ValueError) as exc:
         fail(str(exc))
     tr, va = split_by_source(ds.labels, ds.source_index, val_fraction, np.random.default_rng(seed))

@@ -7,6 +7,8 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from eventssm.train.augment import RECIPES
+
 
 @dataclass(frozen=True)
 class TrainConfig:
@@ -27,6 +29,10 @@ class TrainConfig:
         seed: seeds parameter init, dropout and data order.
         eval_every: evaluate on the validation set every N steps (0: only at the end).
         buckets: padded lengths allowed (bounded number of compiled shapes).
+        augment: event augmentation of the training crops, a recipe of
+            :mod:`eventssm.train.augment` ("none", "basic", "geometric").
+        cutmix: probability that a training sample is mixed with another one of its batch by
+            event CutMix (soft labels).
     """
 
     steps: int = 1000
@@ -42,6 +48,8 @@ class TrainConfig:
     seed: int = 0
     eval_every: int = 0
     buckets: tuple[int, ...] = (256, 512, 1024, 2048, 4096, 8192, 16384, 32768, 65536, 131072)
+    augment: str = "none"
+    cutmix: float = 0.0
 
     def __post_init__(self):
         if self.steps < 1 or self.batch_size < 1 or self.crop_events < 1:
@@ -50,6 +58,10 @@ class TrainConfig:
             raise ValueError("learning rates must be > 0")
         if self.warmup_steps < 0 or not 0 <= self.label_smoothing < 1:
             raise ValueError("warmup_steps must be >= 0 and label_smoothing in [0, 1)")
+        if self.augment not in RECIPES:
+            raise ValueError(f"augment must be one of {', '.join(RECIPES)}, got {self.augment!r}")
+        if not 0.0 <= self.cutmix <= 1.0:
+            raise ValueError(f"cutmix must be a probability in [0, 1], got {self.cutmix}")
         object.__setattr__(self, "buckets", tuple(sorted(int(b) for b in self.buckets)))
 
     def replace(self, **changes: Any) -> TrainConfig:

@@ -24,6 +24,7 @@ def batches(
     shuffle: bool = True,
     drop_last: bool = False,
     epochs: int | None = 1,
+    augment=None,
 ) -> Iterator[Batch]:
     """Yield padded :class:`Batch` es from ``dataset[i] -> (tokens, dt, label)``.
 
@@ -40,12 +41,15 @@ def batches(
             evaluation pads little.
         drop_last: drop a final incomplete batch.
         epochs: passes over the data; ``None`` repeats forever.
+        augment: a :class:`~eventssm.train.augment.TokenAugment` applied to each batch after
+            the crops (event transforms, CutMix with soft labels), or None.
     """
     idx = np.arange(len(dataset)) if indices is None else np.asarray(indices, dtype=np.int64)
     if len(idx) == 0:
         return
-    if (shuffle or crop_events) and rng is None:
-        raise ValueError("shuffle/crop_events need an explicit np.random.Generator")
+    augmenting = augment is not None and augment.active
+    if (shuffle or crop_events or augmenting) and rng is None:
+        raise ValueError("shuffle/crop_events/augment need an explicit np.random.Generator")
     if not shuffle:
         lengths = getattr(dataset, "lengths", None)
         if lengths is not None:
@@ -66,6 +70,8 @@ def batches(
                     dt[0] = 0.0
                 seqs.append((tokens, dt))
                 labels.append(label)
+            if augmenting:
+                seqs, labels = augment.batch(seqs, labels, rng)
             yield pad_batch(seqs, np.asarray(labels), buckets=buckets)
         epoch += 1
 

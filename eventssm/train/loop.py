@@ -12,6 +12,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from eventssm.train.augment import TokenAugment, recipe
 from eventssm.train.config import TrainConfig
 from eventssm.train.data import batches
 from eventssm.train.optim import make_optimizer
@@ -49,6 +50,17 @@ def evaluate(
     return {"accuracy": acc, "loss": total_loss / max(n, 1), "n": n, "confusion": confusion.tolist()}
 
 
+def _augmentation(dataset, cfg: TrainConfig, n_classes: int) -> TokenAugment | None:
+    """The :class:`TokenAugment` of ``cfg`` on the dataset's grid and time unit (None: none)."""
+    if cfg.augment == "none" and cfg.cutmix == 0:
+        return None
+    grid = getattr(dataset, "grid_size", None)
+    settings = getattr(dataset, "settings", None)
+    if grid is None or settings is None:
+        raise ValueError("augment/cutmix need a TokenDataset (its grid_size and time unit)")
+    return TokenAugment(grid, settings.time_unit, recipe(cfg.augment, grid), cfg.cutmix, n_classes)
+
+
 def fit(
     model,
     dataset,
@@ -71,13 +83,15 @@ def fit(
     Returns:
         ``{"train": [...per-log metrics...], "val": [...], "seconds": float}``.
     Raises:
-        ValueError: ``log_every < 1`` or no training samples.
+        ValueError: ``log_every < 1``, no training samples, or ``cfg.augment``/``cfg.cutmix``
+            with a dataset that is not a TokenDataset (no ``grid_size``/``settings``).
     """
     if int(log_every) < 1:
         raise ValueError(f"log_every must be >= 1, got {log_every}")
     n_train = len(dataset) if train_indices is None else len(train_indices)
     if n_train == 0:
         raise ValueError("no training samples: the dataset (or train_indices) is empty")
+    augment = _augmentation(dataset, cfg, model.config.n_classes)
     rng = np.random.default_rng(cfg.seed)
     root = jax.random.key(cfg.seed)
     optimizer = nnx.Optimizer(model, make_optimizer(cfg), wrt=nnx.Param)
@@ -88,7 +102,7 @@ def fit(
         return train_step(model, optimizer, tokens, dt, mask, labels, key, label_smoothing=ls)
 
     stream = batches(dataset, cfg.batch_size, rng, indices=train_indices, crop_events=cfg.crop_events,
-                     buckets=cfg.buckets, shuffle=True, drop_last=False, epochs=None)
+                     buckets=cfg.buckets, shuffle=True, drop_last=False, epochs=None, augment=augment)
     history: dict[str, Any] = {"train": [], "val": []}
     running: dict[str, list[float]] = {}
     t0 = time.perf_counter()

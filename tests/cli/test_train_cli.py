@@ -158,7 +158,8 @@ def test_train_leaves_nothing_to_train_on(tmp_path):
     ["--lr", "0"], ["--lr", "-1e-3"], ["--lr", "nan"], ["--ssm-lr", "inf"], ["--ssm-lr", "0"],
     ["--val-fraction", "1"], ["--val-fraction", "-0.1"], ["--seed", "-1"], ["--seed", str(2**31)],
     ["--d-model", "0"], ["--d-state", "0"], ["--stages", "0"], ["--layers-per-stage", "0"],
-    ["--scan-method", "fast"], ["--layer", "s6"],
+    ["--scan-method", "fast"], ["--layer", "s6"], ["--augment", "flip"], ["--cutmix", "1.5"],
+    ["--cutmix", "-0.1"], ["--cutmix", "nan"],
 ])
 def test_train_option_values(tmp_path, args):
     r = CliRunner().invoke(main, ["train", str(tmp_path / "c.h5"), "-o", str(tmp_path / "run"), *args])
@@ -191,6 +192,25 @@ def test_scan_methods_listed_by_the_cli_are_the_models():
     from eventssm.models.classifier import SCAN_METHODS
 
     assert set(CLI_METHODS) == set(SCAN_METHODS)
+
+
+def test_augment_recipes_listed_by_the_cli_are_the_trainers():
+    from eventssm.cli.train import AUGMENT_RECIPES
+    from eventssm.train.augment import RECIPES
+
+    assert AUGMENT_RECIPES == RECIPES
+
+
+def test_train_with_augmentation_and_cutmix(workspace):
+    root, _ = workspace
+    r = CliRunner().invoke(main, ["train", str(root / "cache.h5"), "-o", str(root / "run_aug"), *TRAIN,
+                                  "--augment", "geometric", "--cutmix", "0.5"])
+    assert r.exit_code == 0, r.output
+    assert "step     2" in r.output and "validation accuracy" in r.output
+    train = json.loads((root / "run_aug" / "train.json").read_text())
+    assert (train["augment"], train["cutmix"]) == ("geometric", 0.5)
+    losses = [float(line.split()[3]) for line in r.output.splitlines() if line.startswith("step")]
+    assert len(losses) == 2 and all(np.isfinite(losses))
 
 
 def test_stream_chunk_width_is_n_unless_far_beyond_the_file():
