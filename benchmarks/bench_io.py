@@ -51,13 +51,14 @@ sys.path.insert(0, str(ROOT))
 
 from eventssm.events import make_events  # noqa: E402
 from eventssm.io import aedat as A  # noqa: E402
-from eventssm.io import formats, read_events  # noqa: E402
+from eventssm.io import formats, iter_events, read_events  # noqa: E402
 from eventssm.io import nmnist as N  # noqa: E402
 from eventssm.io import prophesee as P  # noqa: E402
 
 DATE = __import__("datetime").date.today().isoformat()
 MACHINE = (f"{os.cpu_count()}-core CPU, "
            f"{os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30:.0f} GiB")
+STREAM_CHUNK = 65_536  # iter_events chunk size of the "iter_events" column
 ONE_THREAD = {"dat": P.read_dat, "nmnist": N.read_nmnist}  # readers with a parallel path
 
 
@@ -421,6 +422,8 @@ def _contenders(row: Row, spec) -> dict[str, Callable]:
         "reader": lambda: spec.read(row.path, row.sensor),
         "public": lambda: read_events(row.path, sensor_size=row.sensor, format=row.fmt),
         "floor": lambda: np.fromfile(row.path, dtype=np.uint8),
+        "stream": lambda: sum(len(c.events) for c in iter_events(
+            row.path, chunk_events=STREAM_CHUNK, sensor_size=row.sensor, format=row.fmt)),
     }
     if row.fmt in ONE_THREAD:
         one = ONE_THREAD[row.fmt]
@@ -476,19 +479,19 @@ def _ratio(a: float | None, b: float | None) -> str:
 
 def table(rows: list[Row]) -> str:
     head = ("| file | format | events | eventssm reader ms | Mev/s | read_events ms | 1 thread ms | "
-            "peer | peer ms | reader × peer | read_events × peer | × peer, rounds | tonic reader | "
+            "iter_events ms | peer | peer ms | reader × peer | read_events × peer | × peer, rounds | tonic reader | "
             "tonic ms | × tonic | × tonic, rounds | np.fromfile ms | first call ms | notes |")
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
     for r in rows:
         f = r.figures
         if "reader" not in f:
-            lines.append(f"| {r.label} | {r.fmt} | — | — | — | — | — | {r.peer_name or '—'} | — "
+            lines.append(f"| {r.label} | {r.fmt} | — | — | — | — | — | — | {r.peer_name or '—'} | — "
                          f"| — | — | — | {r.tonic_name or '—'} | — | — | — | — | — | {r.note} |")
             continue
         lines.append(
             f"| {r.label} | {r.fmt} | {f['events']:,} | {_ms(f['reader'])} | "
             f"{f['events'] / f['reader'] / 1e6:.0f} | {_ms(f['public'])} | {_ms(f.get('one'))} | "
-            f"{r.peer_name or '—'} | {_ms(f.get('peer'))} | "
+            f"{_ms(f.get('stream'))} | {r.peer_name or '—'} | {_ms(f.get('peer'))} | "
             f"{_ratio(f.get('peer'), f['reader'])} | {_ratio(f.get('peer'), f['public'])} | "
             f"{_x(round_ratio(r, 'peer'))} | {r.tonic_name or '—'} | {_ms(f.get('tonic'))} | "
             f"{_ratio(f.get('tonic'), f['public'])} | {_x(round_ratio(r, 'tonic'))} | "
@@ -603,7 +606,9 @@ def main(argv=None) -> int:
         "which checks every event against the sensor); *read_events* = the public call (for "
         "these formats it skips the generic bounds pass, see `FormatSpec.validated`); *1 thread* "
         "= the reader with `threads=1` (DAT and N-MNIST files of 8 MiB or more are otherwise "
-        "decoded on all CPUs); *× peer* and *× tonic* = other time / eventssm time (above 1: "
+        "decoded on all CPUs); *iter_events* = streaming the whole file "
+        f"in chunks of {STREAM_CHUNK:,} events (bounded memory); *× peer* and *× tonic* = "
+        "other time / eventssm time (above 1: "
         "eventssm is faster; × tonic is against `read_events`); *rounds* = the median over "
         "rounds of the ratio of times taken one right after the other (robust to load that "
         "comes and goes); *np.fromfile* = reading the "
