@@ -93,6 +93,9 @@ def train(cache: Path, out: Path, preset: str, layer: str, d_model: int | None, 
     if len(va):
         metrics["val"] = history["val"][-1] if history["val"] else evaluate(model, ds, indices=va)
         click.echo(f"validation accuracy {metrics['val']['accuracy']:.3f} on {metrics['val']['n']} samples")
+        if "recordings" in metrics["val"]:
+            rec = metrics["val"]["recordings"]
+            click.echo(f"validation accuracy by recording {rec['accuracy']:.3f} on {rec['n']} recordings")
     tokenizer = {"settings": ds.settings.to_dict(), "sensor_size": list(ds.sensor_size),
                  "class_names": list(ds.class_names), "vocab_size": ds.vocab_size}
     try:
@@ -109,7 +112,7 @@ def train(cache: Path, out: Path, preset: str, layer: str, d_model: int | None, 
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 def evaluate_cmd(run: Path, cache: Path, batch_size: int, as_json: bool) -> None:
     """Accuracy and confusion matrix of the checkpoint RUN on every sample of CACHE."""
-    from eventssm.tokenizers.dataset import DatasetError, TokenDataset
+    from eventssm.tokenizers.dataset import DatasetError, TokenDataset, TokenizerSettings
     from eventssm.train import evaluate, load_checkpoint
     from eventssm.train.checkpoint import CheckpointError
 
@@ -119,8 +122,14 @@ def evaluate_cmd(run: Path, cache: Path, batch_size: int, as_json: bool) -> None
     except (CheckpointError, DatasetError) as exc:
         fail(str(exc))
     tok = extras.get("tokenizer", {})
-    if tok and (tok.get("settings") != ds.settings.to_dict() or tok.get("vocab_size") != ds.vocab_size):
-        fail(f"{cache}: tokenizer settings differ from those {run} was trained with")
+    if tok:
+        try:
+            trained = TokenizerSettings.from_dict(tok.get("settings") or {})
+        except (TypeError, ValueError) as exc:
+            fail(f"{run}: tokenizer.json: {exc}")
+        # the cache's slicing may differ: it only chose the samples
+        if not trained.same_tokens(ds.settings) or tok.get("vocab_size") != ds.vocab_size:
+            fail(f"{cache}: tokenizer settings differ from those {run} was trained with")
     if tok and list(ds.class_names) != tok.get("class_names"):
         fail(f"{cache}: class names {list(ds.class_names)} differ from the checkpoint's {tok.get('class_names')}")
     res = evaluate(model, ds, batch_size=batch_size)
@@ -129,9 +138,18 @@ def evaluate_cmd(run: Path, cache: Path, batch_size: int, as_json: bool) -> None
         return
     click.echo(f"accuracy {res['accuracy']:.4f} on {res['n']} samples, mean loss {res['loss']:.4f}")
     names = list(ds.class_names)
+    _confusion(names, res["confusion"])
+    if "recordings" in res:
+        rec = res["recordings"]
+        click.echo(f"accuracy by recording {rec['accuracy']:.4f} on {rec['n']} recordings "
+                   "(mean of each recording's sample log-probabilities)")
+        _confusion(names, rec["confusion"])
+
+
+def _confusion(names: list[str], confusion: list[list[int]]) -> None:
     width = max(len(n) for n in names)
     click.echo(" " * (width + 2) + " ".join(f"{n[:6]:>6}" for n in names))
-    for name, row in zip(names, res["confusion"]):
+    for name, row in zip(names, confusion, strict=True):
         click.echo(f"{name:>{width}}  " + " ".join(f"{v:6d}" for v in row))
 
 

@@ -28,6 +28,8 @@ class Batch:
         mask: (B, L) bool, True on real events (the first ``lengths[b]`` positions).
         lengths: (B,) int32 number of real events per row.
         labels: (B,) int32 class ids, or (B, C) float32 soft labels.
+        index: (B,) int64 dataset indices of the rows, or None (set by
+            :func:`eventssm.train.data.batches`).
     """
 
     tokens: np.ndarray
@@ -35,6 +37,7 @@ class Batch:
     mask: np.ndarray
     lengths: np.ndarray
     labels: np.ndarray
+    index: np.ndarray | None = None
 
     @property
     def batch_size(self) -> int:

@@ -183,6 +183,15 @@ class TokenizerSettings:
             d["target_size"] = tuple(d["target_size"])
         return cls(**d)
 
+    #: Fields that change the tokens of a recording (slicing only picks samples, and
+    #: ``sort_events`` only decides whether an unsorted recording is an error).
+    TOKEN_FIELDS = ("downsample", "target_size", "merge_polarity", "time_unit")
+
+    def same_tokens(self, other: TokenizerSettings) -> bool:
+        """Whether ``other`` turns a recording into the same tokens and ``dt``."""
+        a, b = self.to_dict(), other.to_dict()
+        return all(a[k] == b[k] for k in self.TOKEN_FIELDS)
+
     def differences(self, other: TokenizerSettings) -> list[str]:
         """``["downsample: 2 != 1", ...]`` for every field that differs (self first)."""
         a, b = self.to_dict(), other.to_dict()

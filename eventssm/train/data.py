@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Iterator, Sequence
 
@@ -26,7 +27,8 @@ def batches(
     epochs: int | None = 1,
     augment=None,
 ) -> Iterator[Batch]:
-    """Yield padded :class:`Batch` es from ``dataset[i] -> (tokens, dt, label)``.
+    """Yield padded :class:`Batch` es from ``dataset[i] -> (tokens, dt, label)`` (``Batch.index``
+    holds the rows' dataset indices).
 
     Args:
         dataset: a TokenDataset (or any sequence of ``(tokens, dt, label)``).
@@ -72,7 +74,8 @@ def batches(
                 labels.append(label)
             if augmenting:
                 seqs, labels = augment.batch(seqs, labels, rng)
-            yield pad_batch(seqs, np.asarray(labels), buckets=buckets)
+            batch = pad_batch(seqs, np.asarray(labels), buckets=buckets)
+            yield dataclasses.replace(batch, index=np.asarray(chunk, dtype=np.int64))
         epoch += 1
 
 

@@ -33,21 +33,62 @@ def evaluate(
 ) -> dict[str, Any]:
     """Accuracy, mean loss and confusion matrix on whole samples (no crops, dropout off).
 
+    When the dataset says which recording each sample was cut from (``source_index``, as a
+    sliced :class:`~eventssm.tokenizers.dataset.TokenDataset` does) and some recording gave
+    several samples, the result also holds the accuracy by recording: each recording's class is
+    the argmax of the mean of its samples' log-probabilities.
+
     Returns:
-        ``{"accuracy", "loss", "n", "confusion"}``; ``confusion[i][j]`` counts samples of true
-        class i predicted as j.
+        ``{"accuracy", "loss", "n", "confusion"}``, plus ``"recordings": {"accuracy", "n",
+        "confusion"}`` in the case above; ``confusion[i][j]`` counts samples (recordings) of
+        true class i predicted as j.
     """
     n_classes = model.config.n_classes
     confusion = np.zeros((n_classes, n_classes), np.int64)
     total_loss, n = 0.0, 0
+    rows, log_probs, true = [], [], []
     for b in batches(dataset, batch_size, indices=indices, buckets=buckets, shuffle=False):
         out = _eval_step(model, b.tokens, b.dt, b.mask, jnp.asarray(b.labels))
         pred = np.asarray(out["pred"])
         np.add.at(confusion, (np.asarray(b.labels), pred), 1)
         total_loss += float(out["loss"]) * len(pred)
         n += len(pred)
+        rows.append(b.index)
+        log_probs.append(np.asarray(jax.nn.log_softmax(out["logits"], -1)))
+        true.append(np.asarray(b.labels))
     acc = float(np.trace(confusion) / max(n, 1))
-    return {"accuracy": acc, "loss": total_loss / max(n, 1), "n": n, "confusion": confusion.tolist()}
+    res = {"accuracy": acc, "loss": total_loss / max(n, 1), "n": n, "confusion": confusion.tolist()}
+    sources = getattr(dataset, "source_index", None)
+    if sources is not None and n:
+        by_rec = recording_votes(np.asarray(sources)[np.concatenate(rows)], np.concatenate(log_probs),
+                                 np.concatenate(true), n_classes)
+        if by_rec is not None:
+            res["recordings"] = by_rec
+    return res
+
+
+def recording_votes(source: np.ndarray, log_probs: np.ndarray, labels: np.ndarray,
+                    n_classes: int) -> dict[str, Any] | None:
+    """Accuracy by recording from per-sample log-probabilities.
+
+    Args:
+        source: (K,) recording of each sample.  log_probs: (K, C).  labels: (K,) class ids.
+    Returns:
+        ``{"accuracy", "n", "confusion"}`` where recording r is predicted as
+        ``argmax_c mean_{k: source_k = r} log_probs[k, c]`` (its label: that of its samples), or
+        None when every recording gave a single sample (the sample accuracy says it all).
+    """
+    recs, inverse, counts = np.unique(source, return_inverse=True, return_counts=True)
+    if counts.max(initial=0) < 2:
+        return None
+    sums = np.zeros((len(recs), log_probs.shape[1]))
+    np.add.at(sums, inverse, log_probs)
+    pred = np.argmax(sums / counts[:, None], axis=1)
+    label = np.zeros(len(recs), np.int64)
+    label[inverse] = labels
+    confusion = np.zeros((n_classes, n_classes), np.int64)
+    np.add.at(confusion, (label, pred), 1)
+    return {"accuracy": float(np.mean(pred == label)), "n": len(recs), "confusion": confusion.tolist()}
 
 
 def _augmentation(dataset, cfg: TrainConfig, n_classes: int) -> TokenAugment | None:

@@ -107,6 +107,47 @@ def test_classify_probabilities_match_evaluate(workspace):
     assert confusion.tolist() == json.loads(ev.output)["confusion"]
 
 
+def test_evaluate_a_sliced_cache_by_recording(workspace):
+    """A cache sliced differently from the training cache is accepted (slicing only picks
+    samples); the accuracy by recording equals an independent aggregation of the slices'
+    log-probabilities (one padded forward pass, numpy mean per recording). A cache with other
+    token settings is refused."""
+    import jax
+    import jax.numpy as jnp
+
+    from eventssm.tokenizers.batching import pad_batch
+    from eventssm.tokenizers.dataset import TokenDataset
+    from eventssm.train import load_checkpoint
+
+    root, _ = workspace
+    r = CliRunner()
+    for name, extra in (("sliced.h5", ["--slice-events", "64"]), ("coarse.h5", ["--downsample", "2"])):
+        out = r.invoke(main, ["preprocess", str(root / "raw"), "-o", str(root / name), "--labels-from", "folder",
+                              "--workers", "1", "-q", *extra])
+        assert out.exit_code == 0, out.output
+    res = r.invoke(main, ["evaluate", str(root / "run"), str(root / "sliced.h5"), "--json", "--batch-size", "2"])
+    assert res.exit_code == 0, res.output
+    res = json.loads(res.output)
+    ds = TokenDataset(root / "sliced.h5")
+    assert res["n"] == len(ds) > 6 and res["recordings"]["n"] == 6
+
+    model, _ = load_checkpoint(root / "run")
+    model.eval()
+    b = pad_batch([ds[i][:2] for i in range(len(ds))], ds.labels, buckets=(64,))
+    log_p = np.asarray(jax.nn.log_softmax(model(jnp.asarray(b.tokens), jnp.asarray(b.dt), jnp.asarray(b.mask)), -1))
+    confusion = np.zeros((2, 2), int)
+    for src in np.unique(ds.source_index):
+        rows = ds.source_index == src
+        confusion[ds.labels[rows][0], np.argmax(log_p[rows].mean(0))] += 1
+    assert res["recordings"]["confusion"] == confusion.tolist()
+    assert res["recordings"]["accuracy"] == pytest.approx(np.trace(confusion) / 6)
+
+    human = r.invoke(main, ["evaluate", str(root / "run"), str(root / "sliced.h5"), "--batch-size", "2"])
+    assert f"accuracy by recording {res['recordings']['accuracy']:.4f} on 6 recordings" in human.output
+    bad = r.invoke(main, ["evaluate", str(root / "run"), str(root / "coarse.h5")])
+    assert_one_error(bad, "coarse.h5: tokenizer settings differ")
+
+
 @pytest.mark.parametrize("args", [
     ["evaluate", "{root}/nope", "{root}/cache.h5"],
     ["classify", "{root}/nope", "{root}/raw/left/left_000.h5"],

@@ -163,3 +163,17 @@ def test_fit_learns_a_separable_toy_task():
     assert after["loss"] < before["loss"]
     assert after["accuracy"] >= 0.9
     assert np.sum(after["confusion"]) == 32
+
+
+def test_recording_votes_average_log_probabilities():
+    from eventssm.train.loop import recording_votes
+
+    # recording 7: two samples lean to class 1 a little, one to class 0 strongly -> class 0 by
+    # the mean of log-probabilities (a majority vote would say 1); recording 3: class 2
+    log_p = np.log(np.array([[0.45, 0.55, 0.0 + 1e-9], [0.45, 0.55, 1e-9], [0.98, 0.01, 0.01],
+                             [0.1, 0.1, 0.8], [0.2, 0.2, 0.6]]))
+    res = recording_votes(np.array([7, 7, 7, 3, 3]), log_p, np.array([0, 0, 0, 1, 1]), 3)
+    assert res["n"] == 2
+    assert res["confusion"] == [[1, 0, 0], [0, 0, 1], [0, 0, 0]]
+    assert res["accuracy"] == 0.5
+    assert recording_votes(np.array([1, 2, 3]), log_p[:3], np.array([0, 1, 0]), 3) is None
