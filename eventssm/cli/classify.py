@@ -10,6 +10,9 @@ import click
 from eventssm.cli._common import fail
 
 _MAX_CHUNK = 1 << 20  # --stream chunks up to this many events are padded to exactly N
+#: files longer than the largest padded length of the full model are classified by the
+#: streaming model (the same logits: tests/models/test_streaming.py) in chunks of this size
+LONG_CHUNK = 1 << 16
 def chunk_width(every: int, n_events: int) -> int:
     """Padded length of the ``--stream`` chunks of a file of ``n_events`` events.
 
@@ -67,7 +70,7 @@ def classify(run: Path, files: tuple[Path, ...], top: int, stream_every: int, as
     settings = TokenizerSettings.from_dict({**tok["settings"], "slice_events": None, "overlap": 0})
     names = tok["class_names"]
     sensor = tuple(tok["sensor_size"])
-    from eventssm.tokenizers.batching import pad_batch
+    from eventssm.tokenizers.batching import DEFAULT_BUCKETS, pad_batch
 
     # padded to a bucket length, so files of different lengths share a few compiled shapes
     forward = _predict_fn()
@@ -80,31 +83,24 @@ def classify(run: Path, files: tuple[Path, ...], top: int, stream_every: int, as
             click.echo(f"error: {exc}", err=True)
             failed += 1
             continue
-        tokens, dt = tf.tokens[None, :], tf.dt[None, :]
-        b = pad_batch([(tf.tokens, tf.dt)], [0])
-        probs = np.asarray(forward(model, jnp.asarray(b.tokens), jnp.asarray(b.dt), jnp.asarray(b.mask)))[0]
+        n_ev = len(tf.tokens)
+        if (stream_every > 0 or n_ev > DEFAULT_BUCKETS[-1]) and streamer is None:
+            from eventssm.models.streaming import Streamer
+
+            streamer = Streamer(model)  # compiled once, for every file
+        if n_ev <= DEFAULT_BUCKETS[-1]:
+            b = pad_batch([(tf.tokens, tf.dt)], [0])
+            probs = np.asarray(forward(model, jnp.asarray(b.tokens), jnp.asarray(b.dt), jnp.asarray(b.mask)))[0]
+        else:  # beyond the largest padded length: the streaming model, bounded memory
+            logits = _streamed(streamer, tf.tokens, tf.dt, LONG_CHUNK)[-1][1]
+            probs = np.exp(logits - logits.max())
+            probs /= probs.sum()
         order = np.argsort(-probs)[:top]
-        result = {"file": str(path), "events": int(tokens.shape[1]),
+        result = {"file": str(path), "events": n_ev,
                   "top": [{"class": names[i], "p": round(float(probs[i]), 4)} for i in order]}
         if stream_every > 0:
-            if streamer is None:
-                from eventssm.models.streaming import Streamer
-
-                streamer = Streamer(model)  # compiled once, for every file
-            state = streamer.init_state(1)
-            trace = []
-            n_ev = tokens.shape[1]
-            width = chunk_width(stream_every, n_ev)
-            for a in range(0, n_ev, width):
-                k = min(width, n_ev - a)
-                ct = np.zeros((1, width), np.int32)
-                cd = np.zeros((1, width), np.float32)
-                ct[0, :k], cd[0, :k] = tokens[0, a:a + k], dt[0, a:a + k]
-                cm = np.arange(width)[None, :] < k
-                state, logits = streamer.step_chunk(state, jnp.asarray(ct), jnp.asarray(cd), jnp.asarray(cm),
-                                                    last_only=True)
-                trace.append({"events": a + k, "class": names[int(np.asarray(logits[0]).argmax())]})
-            result["stream"] = trace
+            result["stream"] = [{"events": k, "class": names[int(lg.argmax())]}
+                                for k, lg in _streamed(streamer, tf.tokens, tf.dt, chunk_width(stream_every, n_ev))]
         if as_json:
             click.echo(json.dumps(result))
         else:
@@ -114,3 +110,24 @@ def classify(run: Path, files: tuple[Path, ...], top: int, stream_every: int, as
                 click.echo(f"    after {s['events']:>8,} events: {s['class']}")
     if failed:
         raise SystemExit(1)
+
+
+def _streamed(streamer, tokens, dt, width: int) -> list:
+    """``[(events so far, logits (C,) float64), …]`` after every chunk of ``width`` events of one
+    recording, from the streaming model (state carried; chunks padded to ``width`` and masked, so
+    one compiled function serves them all)."""
+    import jax.numpy as jnp
+    import numpy as np
+
+    state = streamer.init_state(1)
+    out = []
+    n_ev = len(tokens)
+    for a in range(0, n_ev, width):
+        k = min(width, n_ev - a)
+        ct = np.zeros((1, width), np.int32)
+        cd = np.zeros((1, width), np.float32)
+        ct[0, :k], cd[0, :k] = tokens[a:a + k], dt[a:a + k]
+        cm = np.arange(width)[None, :] < k
+        state, logits = streamer.step_chunk(state, jnp.asarray(ct), jnp.asarray(cd), jnp.asarray(cm), last_only=True)
+        out.append((a + k, np.asarray(logits[0], np.float64)))
+    return out

@@ -383,3 +383,37 @@ def test_error_missing_input(tmp_path):
     empty.mkdir()
     result = run(empty, "-o", tmp_path / "c.h5", "--no-labels")
     assert_one_error(result, "no recordings found")
+
+
+def test_tonic_dvsgesture_layout_labels_from_file_names(tmp_path):
+    """The folder tonic's DVSGesture download leaves (ibmGestureTrain/userNN_<lighting>/<class>.npy,
+    float (N, 4) arrays [x, y, p, t_ms]) preprocesses with --labels-from name and the regex of
+    docs/dvs_gesture.md: 11 classes ordered numerically, DVS128 geometry, times in µs."""
+    root = tmp_path / "DVSGesture" / "ibmGestureTrain"
+    rng = np.random.default_rng(0)
+    written = {}
+    for user in ("user01_fluorescent", "user02_led"):
+        for label in range(11):
+            n = int(rng.integers(50, 120))
+            t_ms = np.sort(rng.integers(0, 6_000_000, n)) / 1000.0  # whole microseconds, in ms
+            arr = np.stack([rng.integers(0, 128, n), rng.integers(0, 128, n), rng.integers(0, 2, n), t_ms], 1)
+            path = root / user / f"{label}.npy"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            np.save(path, arr.astype(np.float64))
+            written[path] = arr
+    out = tmp_path / "gesture.h5"
+    result = run(root, "-o", out, "--labels-from", "name", "--name-regex", r"^(\d+)$", "--workers", "1",
+                 "--time-unit", "us")
+    assert result.exit_code == 0, result.output
+    with TokenDataset(out) as ds:
+        assert ds.class_names == tuple(str(c) for c in range(11))
+        assert ds.sensor_size == (128, 128, 2) and len(ds) == 22
+        for i in range(len(ds)):
+            tokens, dt, label = ds[i]
+            arr = written[Path(ds.source_path(i))]
+            assert label == int(Path(ds.source_path(i)).stem)
+            x, y, p = detokenize(tokens, (128, 128))
+            np.testing.assert_array_equal(x, arr[:, 0])
+            np.testing.assert_array_equal(y, arr[:, 1])
+            np.testing.assert_array_equal(p, arr[:, 2] > 0)
+            np.testing.assert_array_equal(dt[1:], np.diff(np.rint(arr[:, 3] * 1000)))

@@ -148,6 +148,37 @@ def test_evaluate_a_sliced_cache_by_recording(workspace):
     assert_one_error(bad, "coarse.h5: tokenizer settings differ")
 
 
+def test_classify_a_recording_longer_than_the_largest_bucket(workspace, tmp_path):
+    """Beyond 131,072 events classify switches to the streaming model in chunks: the same
+    probabilities as the full model on the whole unpadded sequence (computed here directly)."""
+    import jax
+    import jax.numpy as jnp
+
+    from eventssm.events import Recording, make_events
+    from eventssm.io import write_events
+    from eventssm.tokenizers.functional import tokenize
+    from eventssm.train import load_checkpoint
+
+    root, _ = workspace
+    rng = np.random.default_rng(3)
+    n = 140_000
+    ev = make_events(rng.integers(0, 10, n), rng.integers(0, 10, n), np.cumsum(rng.integers(0, 20, n)),
+                     rng.random(n) < 0.5)
+    path = tmp_path / "long.npz"
+    write_events(path, Recording(ev, (10, 10, 2), {}))
+    r = CliRunner().invoke(main, ["classify", str(root / "run"), str(path), "--json", "--top", "2"])
+    assert r.exit_code == 0, r.output
+    res = json.loads(r.output)
+    assert res["events"] == n
+    model, _ = load_checkpoint(root / "run")
+    model.eval()
+    tokens, dt = tokenize(ev, (10, 10))
+    probs = np.asarray(jax.nn.softmax(model(jnp.asarray(tokens[None]), jnp.asarray(dt[None])), -1))[0]
+    names = ["left", "right"]
+    for t in res["top"]:
+        assert t["p"] == pytest.approx(float(probs[names.index(t["class"])]), abs=2e-4)
+
+
 @pytest.mark.parametrize("args", [
     ["evaluate", "{root}/nope", "{root}/cache.h5"],
     ["classify", "{root}/nope", "{root}/raw/left/left_000.h5"],
