@@ -24,6 +24,7 @@ COMMANDS: dict[str, str] = {
     "train": "eventssm.cli.train:train",
     "evaluate": "eventssm.cli.train:evaluate_cmd",
     "classify": "eventssm.cli.classify:classify",
+    "render": "eventssm.cli.render:render",
 }
 
 
