@@ -2,6 +2,7 @@
 
 1. `eventssm simulate`   render eight motion classes and simulate a DVS watching them
 2. `eventssm info`       decode the same clip written in six file formats
+   `eventssm render`     draw it as ON/OFF frames (PNG files)
 3. `eventssm preprocess` tokenize every recording into one HDF5 token cache
 4. `eventssm train`      fit an S7 classifier (CPU) with a held-out validation split
 5. `eventssm evaluate`   accuracy and confusion matrix on unseen recordings (a new seed, EVT 3.0)
@@ -46,6 +47,8 @@ def main() -> None:
         run("simulate", str(out / "formats" / fmt), "--per-class", "1", "--classes", "cw", *sim, "--seed", "1",
             "--format", fmt)
     run("info", *sorted(str(p) for p in (out / "formats").rglob("cw_000.*")))
+    run("render", str(out / "formats" / "evt3" / "cw" / "cw_000.raw"), "-o", str(out / "cw_frames"),
+        "--window-ms", "100", "--scale", "4")
     run("preprocess", str(out / "raw"), "-o", str(out / "cache.h5"), "--labels-from", "folder",
         "--workers", "2", "--quiet")
     run("train", str(out / "cache.h5"), "-o", str(out / "run"), "--preset", "tiny", "--layer", "s7",

@@ -98,8 +98,9 @@ def test_cli_renders_a_video_with_one_frame_per_window(tmp_path):
     if r.exit_code != 0 and "cannot write" in r.output:
         pytest.skip("this OpenCV build has no mp4v encoder")
     assert r.exit_code == 0, r.output
-    ev = np.load(path)
-    n_win = len(window_edges(np.sort(ev["t"]), 10_000)) - 1
+    with np.load(path) as npz:
+        t = np.sort(npz["t"])
+    n_win = len(window_edges(t, 10_000)) - 1
     assert r.output.strip() == f"{out}: {n_win} frames of 64x48 (10 ms each) from {path}"
     cap = cv2.VideoCapture(str(out))
     frames = 0
