@@ -40,6 +40,7 @@ import numpy as np
 
 from eventssm.events import EventFileError, Recording, SensorSize, concat_events
 from eventssm.io._base import FormatSpec, register
+from eventssm.io._blocks import rechunk
 from eventssm.io.arrays import events_from_columns, infer_sensor_size
 
 log = logging.getLogger(__name__)
@@ -311,8 +312,10 @@ def iter_text(
             if len(ev):
                 mx, my = max(mx, int(ev["x"].max())), max(my, int(ev["y"].max()))
         sensor_size = infer_sensor_size(mx, my, p)
-    for s, raw in _batches(p, plan, chunk_events):
-        ev = _parse(p, plan, s, raw)
+    # numpy also breaks lines at \v, \f and other separators that _batches does not count:
+    # regroup so that no chunk exceeds chunk_events
+    parsed = (_parse(p, plan, s, raw) for s, raw in _batches(p, plan, chunk_events))
+    for ev in rechunk(parsed, chunk_events, reused=False):
         if len(ev):
             yield Recording(ev, sensor_size, dict(meta))
 

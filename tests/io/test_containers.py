@@ -499,6 +499,18 @@ def test_text_headers_and_delimiters(tmp_path, text):
     _chunks_equal(p, rec.events, sizes=(1, 2))
 
 
+def test_text_chunks_stay_bounded_across_other_line_breaks(tmp_path):
+    """numpy breaks lines at \v and \f too (a fuzzed file found it): iter_events still never
+    yields more than chunk_events events, and the chunks add up to read_events."""
+    p = tmp_path / "e.csv"
+    p.write_bytes(b"x,y,t,p\n1,2,5,1\x0b3,4,7,0\n5,6,9,1\x0c7,8,11,0\n9,1,13,1\n")
+    rec = read_events(p)
+    assert rec.events["t"].tolist() == [5, 7, 9, 11, 13]
+    _chunks_equal(p, rec.events, sizes=(1, 2, 3))
+    for k in (1, 2, 3):
+        assert [len(c.events) for c in iter_events(p, chunk_events=k)] == [k] * (5 // k) + [5 % k] * (5 % k > 0)
+
+
 def test_text_columns_and_units(tmp_path):
     p = tmp_path / "e.txt"
     p.write_text("1 2 1 5\n3 4 0 7\n")
