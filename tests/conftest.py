@@ -6,8 +6,16 @@ import os
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
 
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
+
+# Property tests draw the same examples on every run (derandomized), so `make test` and CI
+# give the same verdict every time. Exploring new examples (e.g. to fuzz the readers harder):
+#   python -m pytest tests --hypothesis-profile=explore [--hypothesis-seed=N]
+settings.register_profile("repeatable", derandomize=True, database=None)
+settings.register_profile("explore", derandomize=False)
+settings.load_profile("repeatable")
 
 ROOT = Path(__file__).resolve().parents[1]
 RECORDINGS = ROOT.parent / "shared" / "data" / "recordings"
