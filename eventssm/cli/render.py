@@ -41,6 +41,7 @@ def render(file: Path, out: Path, window_ms: float, fps: float | None, start_ms:
 
     from eventssm.io import read_events
     from eventssm.render import VIDEO_CODECS, iter_frames, write_frames
+    from eventssm.tokenizers.functional import sort_events
 
     video = out.suffix.lower() in VIDEO_CODECS
     if out.exists() and (not video or not overwrite or out.is_dir()):
@@ -52,11 +53,7 @@ def render(file: Path, out: Path, window_ms: float, fps: float | None, start_ms:
         fail(f"{out}: folder {parent} does not exist")
     sensor = parse_sensor_size(sensor_text) if sensor_text else None
     rec = read_events(file, format=fmt, sensor_size=sensor)  # EventFileError: one line (cli main)
-    events = rec.events
-    if len(events) > 1 and (events["t"][1:] < events["t"][:-1]).any():
-        from eventssm.tokenizers.functional import sort_events
-
-        events = sort_events(events)
+    events = sort_events(rec.events)  # the array itself when already in time order
     if len(events) == 0:
         fail(f"{file}: no events to render")
     t0 = int(events["t"][0]) + round(start_ms * 1000)
