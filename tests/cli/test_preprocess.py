@@ -201,6 +201,27 @@ def test_workers_two_equals_one(tmp_path, corpus):
             assert np.array_equal(fa[key][()], fb[key][()]), key
 
 
+def test_compression_choices_store_the_same_tokens(tmp_path, corpus):
+    """--compression lzf / none write the same arrays as the default gzip, with the filter
+    asked for on tokens and dt (lzf used to fail: the gzip level was passed to it)."""
+    paths = {}
+    for comp in ("gzip", "lzf", "none"):
+        paths[comp] = tmp_path / f"{comp}.h5"
+        result = run(corpus, "-o", paths[comp], "--labels-from", "folder", "--workers", "1",
+                     "--compression", comp)
+        assert result.exit_code == 0, result.output
+    with h5py.File(paths["gzip"], "r") as ref:
+        for comp, want in (("gzip", "gzip"), ("lzf", "lzf"), ("none", None)):
+            with h5py.File(paths[comp], "r") as f:
+                for key in ("tokens", "dt"):
+                    assert f[key].compression == want, (comp, key)
+                for key in ("tokens", "dt", "offsets", "labels", "ranges"):
+                    assert np.array_equal(f[key][()], ref[key][()]), (comp, key)
+    assert_one_error(run(corpus, "-o", tmp_path / "x.h5", "--labels-from", "folder",
+                         "--compression", "zip"), "--compression")
+    assert not (tmp_path / "x.h5").exists()
+
+
 def test_append_and_overwrite(tmp_path, corpus):
     out = tmp_path / "c.h5"
     left = sorted((corpus / "left").iterdir())

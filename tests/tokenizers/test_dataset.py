@@ -369,6 +369,19 @@ def test_interrupted_write_leaves_old_output(tmp_path, corpus):
         write_cache(out, iter(()), class_names=["walk"])
 
 
+def test_unknown_compression_is_refused_before_any_work(tmp_path, corpus):
+    files, _, labels = corpus
+    out = tmp_path / "c.h5"
+    with pytest.raises(DatasetError, match="unknown cache compression 'zstd'"):
+        build_cache(out, files, labels, compression="zstd")
+    with pytest.raises(DatasetError, match="gzip level must be 0-9"):
+        write_cache(out, iter(()), compression="gzip", compression_level=11)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["data"]
+    build_cache(out, files, labels, compression="lzf")  # lzf takes no level
+    with h5py.File(out, "r") as f:
+        assert f["tokens"].compression == "lzf" and f["dt"].compression == "lzf"
+
+
 def test_not_a_cache(tmp_path):
     with h5py.File(tmp_path / "other.h5", "w") as f:
         f["x"] = np.arange(3)
