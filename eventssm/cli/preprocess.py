@@ -55,8 +55,8 @@ from eventssm.cli._common import fail, os_error_message, parse_size
                    "(files already in it are skipped).")
 @click.option("--compression", type=click.Choice(["gzip", "lzf", "none"]), default="gzip",
               show_default=True,
-              help="HDF5 filter of the tokens and dt of a new cache: gzip is the smallest, lzf several times "
-                   "faster to write (tonic's cache filter), none the fastest and largest.")
+              help="HDF5 filter of the tokens and dt of a new cache: gzip is the smallest, lzf about "
+                   "twice as fast to write (tonic's cache filter), none the fastest and largest.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar and no summary.")
 def preprocess(
     inputs: tuple[Path, ...],

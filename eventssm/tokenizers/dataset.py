@@ -50,7 +50,7 @@ from concurrent.futures.process import BrokenProcessPool
 from dataclasses import asdict, dataclass, field
 from itertools import islice
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import h5py
 import numpy as np
@@ -762,7 +762,28 @@ class _Writer:
         self.n_samples_added = 0
         self.n_sources_added = 0
 
+    # name -> (dtype, shape of one row, rows per chunk, True for tokens/dt: the cache's
+    # filter; False for the small index arrays: gzip, they compress well)
+    _LAYOUT: ClassVar[dict] = {
+        "tokens": (np.int32, (), _CHUNK, True),
+        "dt": (np.float32, (), _CHUNK, True),
+        "offsets": (np.int64, (), 4096, False),
+        "labels": (np.int32, (), 4096, False),
+        "source_index": (np.int32, (), 4096, False),
+        "ranges": (np.int64, (2,), 4096, False),
+        "sources/size": (np.int64, (), 1024, False),
+        "sources/mtime_ns": (np.int64, (), 1024, False),
+        "sources/n_events": (np.int64, (), 1024, False),
+        "sources/label": (np.int32, (), 1024, False),
+        "sources/path": (_STR, (), 1024, False),
+        "sources/format": (_STR, (), 1024, False),
+        "sources/sensor_size": (np.int32, (3,), 1024, False),
+    }
+
     def create(self, settings, sensor_size, grid, vocab, class_names, root) -> None:
+        """Start a new cache: its attributes now, its datasets at the first :meth:`flush`
+        (created with their first rows: about half the cost of creating them empty and
+        growing them, which is most of the time of a small cache)."""
         f = self.f
         f.attrs["format"] = FORMAT_NAME
         f.attrs["format_version"] = FORMAT_VERSION
@@ -774,38 +795,38 @@ class _Writer:
         from eventssm import __version__
 
         f.attrs["eventssm_version"] = __version__
-        f.create_dataset("tokens", (0,), np.int32, maxshape=(None,), chunks=(_CHUNK,), **self.comp)
-        f.create_dataset("dt", (0,), np.float32, maxshape=(None,), chunks=(_CHUNK,), **self.comp)
-        small = dict(compression="gzip", shuffle=True)  # index arrays: small, compress well
-        f.create_dataset("offsets", data=np.zeros(1, np.int64), maxshape=(None,), chunks=(4096,),
-                         **small)
-        for name, dtype in (("labels", np.int32), ("source_index", np.int32)):
-            f.create_dataset(name, (0,), dtype, maxshape=(None,), chunks=(4096,), **small)
-        f.create_dataset("ranges", (0, 2), np.int64, maxshape=(None, 2), chunks=(4096, 2), **small)
         f.create_dataset("class_names", data=np.array(list(class_names), dtype=object), dtype=_STR)
-        g = f.create_group("sources")
-        for name, dtype in (("size", np.int64), ("mtime_ns", np.int64), ("n_events", np.int64),
-                            ("label", np.int32)):
-            g.create_dataset(name, (0,), dtype, maxshape=(None,), chunks=(1024,), **small)
-        for name in ("path", "format"):
-            g.create_dataset(name, (0,), _STR, maxshape=(None,), chunks=(1024,), **small)
-        g.create_dataset("sensor_size", (0, 3), np.int32, maxshape=(None, 3), chunks=(1024, 3),
-                         **small)
-
-    @staticmethod
-    def _extend(ds, values) -> None:
-        n = len(values)
-        if n == 0:
-            return
-        old = ds.shape[0]
-        ds.resize(old + n, axis=0)
-        ds[old : old + n] = values
+        f.create_group("sources")
+        self.made: set[str] = set()
+        self.n_sources = 0
+        self.end = 0
+        self._clear()
+        self.offs.append(np.zeros(1, np.int64))  # offsets start with 0
 
     def begin(self) -> None:
-        """Start appending (after :meth:`create`, or on a cache opened for append)."""
+        """Start appending to an existing cache (opened for append)."""
+        self.made = set(self._LAYOUT)
         self.n_sources = self.f["sources/size"].shape[0]
         self.end = int(self.f["offsets"][-1])
         self._clear()
+
+    def _extend(self, name: str, values) -> None:
+        """Append rows to dataset ``name``, creating it (chunked, growable) on first use."""
+        dtype, row, chunk, big = self._LAYOUT[name]
+        if name not in self.made:
+            filters = self.comp if big else dict(compression="gzip", shuffle=True)
+            self.f.create_dataset(name, data=np.asarray(values, dtype=dtype).reshape(-1, *row),
+                                  dtype=dtype, maxshape=(None, *row), chunks=(chunk, *row),
+                                  **filters)
+            self.made.add(name)
+            return
+        n = len(values)
+        if n == 0:
+            return
+        ds = self.f[name]
+        old = ds.shape[0]
+        ds.resize(old + n, axis=0)
+        ds[old : old + n] = values
 
     def _clear(self) -> None:
         self.src_rows: list[tuple] = []
@@ -842,24 +863,27 @@ class _Writer:
 
     def flush(self) -> None:
         """Write the buffered rows to the file."""
-        f = self.f
         if self.src_rows:
-            g = f["sources"]
             cols = list(zip(*self.src_rows))
-            self._extend(g["path"], np.array(cols[0], dtype=object))
-            self._extend(g["format"], np.array(cols[1], dtype=object))
+            self._extend("sources/path", np.array(cols[0], dtype=object))
+            self._extend("sources/format", np.array(cols[1], dtype=object))
             for name, col, dtype in (("size", 2, np.int64), ("mtime_ns", 3, np.int64),
                                      ("n_events", 4, np.int64), ("label", 5, np.int32)):
-                self._extend(g[name], np.asarray(cols[col], dtype=dtype))
-            self._extend(g["sensor_size"], np.asarray(cols[6], dtype=np.int32).reshape(-1, 3))
-        if self.offs:
-            self._extend(f["tokens"], np.concatenate(self.tok))
-            self._extend(f["dt"], np.concatenate(self.dt))
-            self._extend(f["offsets"], np.concatenate(self.offs))
-            self._extend(f["labels"], np.concatenate(self.labs))
-            self._extend(f["source_index"], np.concatenate(self.srcs))
-            self._extend(f["ranges"], np.concatenate(self.rngs))
-        self._clear()
+                self._extend(f"sources/{name}", np.asarray(cols[col], dtype=dtype))
+            self._extend("sources/sensor_size",
+                         np.asarray(cols[6], dtype=np.int32).reshape(-1, 3))
+        if self.labs:
+            self._extend("tokens", np.concatenate(self.tok))
+            self._extend("dt", np.concatenate(self.dt))
+            self._extend("offsets", np.concatenate(self.offs))
+            self._extend("labels", np.concatenate(self.labs))
+            self._extend("source_index", np.concatenate(self.srcs))
+            self._extend("ranges", np.concatenate(self.rngs))
+            self._clear()
+        else:  # nothing to write yet: keep a new cache's leading offset 0
+            offs = self.offs
+            self._clear()
+            self.offs = offs
 
 
 def _relpath(path: str, root: str) -> str:
@@ -916,8 +940,8 @@ def write_cache(
             it was (at the cost of one copy).
         overwrite: replace an existing cache.
         compression, compression_level: HDF5 filter for ``tokens`` and ``dt``: one of
-            :data:`COMPRESSIONS` (``"gzip"``: smallest, ``"lzf"``: several times faster to
-            write, about a third larger; ``None``: no filter), and the gzip level (0-9).
+            :data:`COMPRESSIONS` (``"gzip"``: smallest; ``"lzf"``: about twice as fast to
+            write, 1.3-1.6x larger; ``None``: no filter, 2-4x larger than gzip), and the gzip level (0-9).
         on_bad: when given, an item with another sensor size is passed here as a one-line
             message and skipped instead of raising.
 
@@ -990,8 +1014,9 @@ def write_cache(
                     class_names,
                     os.path.abspath(root),
                 )
+            else:
+                w.begin()
             root_s = str(f.attrs["root"])
-            w.begin()
             known = set()
             if existing is not None:
                 known = {existing.source_path(i) for i in range(len(existing.sources))}
