@@ -256,14 +256,21 @@ def offset_table(std: float) -> tuple[np.ndarray, int]:
 
 
 @numba.njit(cache=True, inline="always")
+def table_offset(h, table, fb):
+    """``round(std · z)`` from the 32-bit half ``h`` by one lookup in :func:`offset_table`'s
+    ``table`` (``fb >= 0``): cell ``h >> fb``, then the cell's value or its alias."""
+    e = table[h >> fb]
+    v = (e >> 16) if (h & ((np.int64(1) << fb) - 1)) < (e >> 32) else e
+    return ((v & 0xFFFF) ^ 0x8000) - 0x8000
+
+
+@numba.njit(cache=True, inline="always")
 def rounded_normal(h, seed, c, half, std, table, fb):
     """``round(std · z)`` (int64; z the standard normal of half ``half`` of ``word(seed, c)``,
-    ``h`` that half): a lookup in :func:`offset_table`'s ``table`` when ``fb >= 0``, else
-    ``floor(std · z + 0.5)`` with z from :func:`normal_from`."""
+    ``h`` that half): :func:`table_offset` when ``fb >= 0``, else ``floor(std · z + 0.5)``
+    with z from :func:`normal_from`."""
     if fb >= 0:
-        e = table[h >> fb]
-        v = (e >> 16) if (h & ((np.int64(1) << fb) - 1)) < (e >> 32) else e
-        return ((v & 0xFFFF) ^ 0x8000) - 0x8000
+        return table_offset(h, table, fb)
     return np.int64(np.floor(std * normal_from(h, seed, c, half) + 0.5))
 
 
@@ -484,6 +491,13 @@ def op_spatial_jitter(bx, by, bt, bp, m, width, height, std_x, std_y, tab_x, fb_
     events that land outside ``width x height`` are dropped."""
     fill_words(seed, c0, r[:m])
     k = 0
+    if fb_x >= 0 and fb_y >= 0:  # both from tables: a loop free of the ziggurat's calls (5 %)
+        for i in range(m):
+            w = r[i]
+            x = bx[i] + table_offset(np.int64(w & _LOW32), tab_x, fb_x)
+            y = by[i] + table_offset(np.int64(w >> _U32), tab_y, fb_y)
+            k += _keep_inside(bx, by, bt, bp, i, k, x, y, width, height)
+        return k
     for i in range(m):
         w = r[i]
         x = bx[i] + rounded_normal(np.int64(w & _LOW32), seed, c0 + i, 0, std_x, tab_x, fb_x)
@@ -497,6 +511,10 @@ def op_time_jitter(bt, m, std, table, fb, seed, c0, r):
     """``t = max(t + round(std · z), 0)`` (:func:`rounded_normal` of the low half of
     ``word(seed, c)``); the result is not sorted (see :func:`bucket_scatter`)."""
     fill_words(seed, c0, r[:m])
+    if fb >= 0:
+        for i in range(m):
+            bt[i] = max(bt[i] + table_offset(np.int64(r[i] & _LOW32), table, fb), 0)
+        return
     for i in range(m):
         d = rounded_normal(np.int64(r[i] & _LOW32), seed, c0 + i, 0, std, table, fb)
         bt[i] = max(bt[i] + d, 0)
@@ -585,17 +603,44 @@ def run_ops(events, ops_i, ops_f, tables, out, count, t_base, shift):
     j = 0
     t_min = np.int64(0)
     t_max = np.int64(0)
+    # A DropEvent preceded only by Downsamples (or by nothing) sees every input event, in input
+    # order, and Downsample neither drops nor draws: that drop is applied while the block is
+    # read (input event c keeps iff unit(word(seed, c)) >= p, as op_drop decides), which saves
+    # its compaction pass (about 15 % of the pass for Downsample -> DropEvent -> jitters).
+    early = -1
+    for k in range(ops_i.shape[0]):
+        if ops_i[k, 0] == OP_DROP:
+            early = k
+            break
+        if ops_i[k, 0] != OP_DOWNSAMPLE:
+            break
+    p_early = ops_f[early, 0] if early >= 0 else 0.0
+    seed_early = seeds[early] if early >= 0 else np.uint64(0)
     for s0 in range(0, n, BLOCK):
         m = min(BLOCK, n - s0)
-        for i in range(m):
-            e = events[s0 + i]
-            bx[i] = e["x"]
-            by[i] = e["y"]
-            bt[i] = e["t"]
-            bp[i] = e["p"]
+        if early >= 0:
+            base = seed_early + np.uint64(s0) * _GAMMA  # word(seed, s0 + i) = mix64(base + (i+1)γ)
+            kept = 0
+            for i in range(m):
+                e = events[s0 + i]
+                bx[kept] = e["x"]
+                by[kept] = e["y"]
+                bt[kept] = e["t"]
+                bp[kept] = e["p"]
+                kept += unit(np.uint64(mix64(base + np.uint64(i + 1) * _GAMMA))) >= p_early
+            m = kept
+        else:
+            for i in range(m):
+                e = events[s0 + i]
+                bx[i] = e["x"]
+                by[i] = e["y"]
+                bt[i] = e["t"]
+                bp[i] = e["p"]
         for k in range(ops_i.shape[0]):
             if m == 0:
                 break
+            if k == early:
+                continue
             kind = ops_i[k, 0]
             ip = ops_i[k, 2:]
             fp = ops_f[k]
