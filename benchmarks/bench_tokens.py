@@ -7,7 +7,19 @@ eventssm: eventssm.tokenizers (numba kernels, explicit Generator).
 tonic: tonic.transforms.Downsample / DropEvent / SpatialJitter(clip_outliers) /
 TimeJitter(sort_timestamps) + the token formula in numpy.
 Also: tokenize alone (Downsample(2) + tokens) against tonic Downsample + numpy, whose outputs
-must be identical (checked), and `eventssm preprocess` on the shared recordings.
+must be identical (checked), and preprocessing (file -> tokens -> HDF5) against tonic's way
+of doing it (below).
+
+Preprocessing: eventssm's `build_cache` (what `eventssm preprocess` runs, in this process, one
+worker) against the tonic pipeline that does the same job: read each recording (with eventssm's
+reader: tonic has none for EVT 2.0/3.0 and its AEDAT 2.0 readers fail, see bench_io.py), tonic
+Downsample(2), the token formula and dt in numpy, and tonic's `save_to_disk_cache` (the HDF5
+writer of `tonic.DiskCachedDataset`, one file per recording) -- with the same filter on both
+sides (none, and lzf, tonic's default); gzip (eventssm's default) has no tonic counterpart.
+Inputs: the shared recordings, one cache per sensor size (a cache holds one sensor), and a
+synthetic corpus of 64 recordings (the synthetic stream cut in 64, uncompressed .npz files)
+in one cache. The tokens and dt written by both sides are read back and checked equal.
+The CLI (`eventssm preprocess`, a new process per cache) is timed too.
 
 Data: a synthetic stream (uniform pixels on 128x128, ~1 event/us, sorted) and every shared
 recording in ../shared/data/recordings (relative to the repository) that reads.
@@ -23,7 +35,12 @@ R runs, R = --repeats, raised for small inputs (up to 30 runs, about 3M events p
 Per-stage costs (ns per input event of the stage, each stage timed alone on the previous
 stage's output) are printed for the synthetic stream and evt2_sample.raw. Usage:
 
-    python benchmarks/bench_tokens.py [--quick] [--events N] [--repeats R] [--no-cold]
+    python benchmarks/bench_tokens.py [--quick] [--events N] [--repeats R] [--passes P]
+                                      [--no-cold] [--no-preprocess]
+
+With --passes P every input is measured in P passes over all inputs and each figure is the best
+over the passes; the speed-up of each pass is printed too (the VMs this ran on drift between a
+fast and a slow state over seconds, which moves single-pass figures by 10 %).
 """
 
 from __future__ import annotations
@@ -208,23 +225,127 @@ def cold_compile_seconds() -> float:
     return float(res.stdout.strip().splitlines()[-1])
 
 
-def time_preprocess(files: list[Path], repeats: int) -> tuple[float, int] | str:
-    """Best wall time of `eventssm preprocess` on ``files`` (one worker), or a reason string."""
-    if not (ROOT / "eventssm" / "cli" / "preprocess.py").exists():
-        return "eventssm preprocess not present"
-    times = []
-    for _ in range(repeats):
-        with tempfile.TemporaryDirectory() as tmp:
-            out = Path(tmp) / "cache.h5"
-            cmd = [sys.executable, "-m", "eventssm", "preprocess", *map(str, files), "-o", str(out),
-                   "--no-labels", "--downsample", str(FACTOR), "--sort-events", "--skip-bad",
-                   "--workers", "1", "-q"]
-            t0 = time.perf_counter()
-            res = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
-            times.append(time.perf_counter() - t0)
-            if res.returncode != 0:
-                return f"preprocess failed: {(res.stderr or res.stdout).strip()[:200]}"
-    return min(times), len(files)
+def time_preprocess(groups: list[list[Path]], repeats: int) -> tuple[float, int] | str:
+    """Best wall time (summed over ``groups``, one cache each) of `eventssm preprocess`
+    (one worker, a new process per cache), or a reason string."""
+    total = 0.0
+    for files in groups:
+        times = []
+        for _ in range(repeats):
+            with tempfile.TemporaryDirectory() as tmp:
+                out = Path(tmp) / "cache.h5"
+                cmd = [sys.executable, "-m", "eventssm", "preprocess", *map(str, files), "-o",
+                       str(out), "--no-labels", "--downsample", str(FACTOR), "--workers", "1",
+                       "-q"]
+                t0 = time.perf_counter()
+                res = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
+                times.append(time.perf_counter() - t0)
+                if res.returncode != 0:
+                    return f"preprocess failed: {(res.stderr or res.stdout).strip()[:200]}"
+        total += min(times)
+    return total, sum(len(g) for g in groups)
+
+
+def tonic_preprocess(files: list[Path], out_dir: Path, compress: bool) -> None:
+    """tonic's side of preprocessing: read, tonic Downsample, numpy tokens + dt, and tonic's
+    DiskCachedDataset writer, one HDF5 file per recording."""
+    import tonic.transforms as tt
+    from tonic.cached_dataset import save_to_disk_cache
+
+    from eventssm.io import read_events
+
+    down = tt.Downsample(spatial_factor=1 / FACTOR)
+    for i, path in enumerate(files):
+        rec = read_events(path)
+        tokens, dt = numpy_tokens(down(rec.events), -(-rec.sensor_size[1] // FACTOR))
+        save_to_disk_cache((tokens, dt), -1, out_dir / f"{i}.hdf5", compress=compress)
+
+
+def check_preprocess(caches: list[Path], groups: list[list[Path]], tonic_dir: Path) -> None:
+    """The tokens and dt of every recording in eventssm's caches equal tonic's files."""
+    import h5py
+
+    i = 0
+    for cache, files in zip(caches, groups, strict=True):
+        with h5py.File(cache, "r") as f:
+            tokens, dt, offsets = f["tokens"][()], f["dt"][()], f["offsets"][()]
+        assert len(offsets) == len(files) + 1, cache
+        for k in range(len(files)):
+            with h5py.File(tonic_dir / f"{i}.hdf5", "r") as g:
+                a, b = slice(offsets[k], offsets[k + 1]), (g["data/0"][()], g["data/1"][()])
+            assert np.array_equal(tokens[a], b[0]) and np.array_equal(dt[a], b[1]), files[k]
+            i += 1
+
+
+def read_and_write_only(files: list[Path], arrays: list[tuple], out_dir: Path,
+                        compress: bool) -> None:
+    """The work both sides share: read every recording and write its (precomputed) tokens and
+    dt with tonic's writer -- tonic's side without its transforms. A lower bound of what any
+    tokenizer costs in this job, so ``tonic / this`` bounds the speed-up."""
+    from tonic.cached_dataset import save_to_disk_cache
+
+    from eventssm.io import read_events
+
+    for i, (path, (tokens, dt)) in enumerate(zip(files, arrays, strict=True)):
+        read_events(path)
+        save_to_disk_cache((tokens, dt), -1, out_dir / f"{i}.hdf5", compress=compress)
+
+
+def compare_preprocess(name: str, groups: list[list[Path]], repeats: int,
+                       sensor=None) -> list[tuple]:
+    """Rows (data, filter, events, eventssm s, tonic s or None, shared-work s or None) of best
+    wall times over ``repeats`` alternating rounds; ``groups`` share a sensor size each (one
+    cache each)."""
+    from eventssm.io import read_events
+    from eventssm.tokenizers.dataset import TokenizerSettings, build_cache, tokenize_file
+
+    settings = TokenizerSettings(downsample=FACTOR)
+    n_events = sum(len(read_events(f).events) for g in groups for f in g)
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        caches = [tmp / f"cache{k}.h5" for k in range(len(groups))]
+        tonic_dir = tmp / "tonic"
+        tonic_dir.mkdir()
+
+        def ours(comp):
+            for cache, files in zip(caches, groups, strict=True):
+                build_cache(cache, files, None, settings=settings, compression=comp,
+                            sensor_size=sensor, overwrite=True)
+
+        flat = [f for g in groups for f in g]
+        arrays = [(item.tokens, item.dt) for item in
+                  (tokenize_file(f, settings=settings, sensor_size=sensor) for f in flat)]
+
+        def theirs(compress):
+            tonic_preprocess(flat, tonic_dir, compress)
+
+        def shared(compress):
+            read_and_write_only(flat, arrays, tonic_dir, compress)
+
+        for comp, tonic_compress in ((None, False), ("lzf", True), ("gzip", None)):
+            fns = {"ours": lambda c=comp: ours(c)}
+            if tonic_compress is not None:
+                fns["tonic"] = lambda c=tonic_compress: theirs(c)
+                fns["shared"] = lambda c=tonic_compress: shared(c)
+            best = interleaved_best(fns, repeats)
+            if tonic_compress is not None:
+                check_preprocess(caches, groups, tonic_dir)
+            rows.append((name, comp or "none", n_events, best["ours"], best.get("tonic"),
+                         best.get("shared")))
+    return rows
+
+
+def synthetic_corpus(events, sensor, folder: Path, n_files: int = 64) -> list[Path]:
+    """The stream cut into ``n_files`` recordings, written as uncompressed .npz files."""
+    from eventssm.events import Recording
+    from eventssm.io import write_events
+
+    files = []
+    for k, part in enumerate(np.array_split(events, n_files)):
+        files.append(write_events(folder / f"rec{k:03d}.npz", Recording(part, sensor),
+                                  compression=None))
+    return files
 
 
 def time_preprocess_synthetic(events, sensor, repeats: int) -> tuple[float, float] | str:
@@ -237,7 +358,7 @@ def time_preprocess_synthetic(events, sensor, repeats: int) -> tuple[float, floa
         big, tiny = Path(tmp) / "synthetic.h5", Path(tmp) / "tiny.h5"
         write_events(big, Recording(events, sensor), compression=None)
         write_events(tiny, Recording(events[:1], sensor), compression=None)
-        res = [time_preprocess([f], repeats) for f in (big, tiny)]
+        res = [time_preprocess([[f]], repeats) for f in (big, tiny)]
     if isinstance(res[0], str) or isinstance(res[1], str):
         return str(res[0] if isinstance(res[0], str) else res[1])
     return res[0][0], res[1][0]
@@ -259,9 +380,15 @@ def main() -> None:
     ap.add_argument("--events", type=int, default=None, help="synthetic stream length (8M)")
     ap.add_argument("--repeats", type=int, default=None, help="best of R runs (3)")
     ap.add_argument("--no-cold", action="store_true", help="skip the cold-compile subprocess")
+    ap.add_argument("--passes", type=int, default=1,
+                    help="measure every input in P passes over all inputs; each figure is the "
+                         "best over all passes (the host's speed drifts over seconds)")
+    ap.add_argument("--no-preprocess", action="store_true",
+                    help="skip the preprocessing comparison")
     args = ap.parse_args()
     n = args.events or (1_000_000 if args.quick else 8_000_000)
     repeats = args.repeats or (1 if args.quick else 3)
+    passes = max(1, args.passes)
     warnings.filterwarnings("ignore", category=DeprecationWarning)
     load_start = os.getloadavg()[0]
 
@@ -291,32 +418,57 @@ def main() -> None:
     warm = time.perf_counter() - t0
     cold = None if args.no_cold else cold_compile_seconds()
 
-    rows = []
-    stages = []
+    n_tokens = {}
     for name, events, size in datasets:
-        rng = np.random.default_rng(1)
-        ours = ours_pipeline(size)
-        theirs = tonic_pipeline(size)
-        n_tokens = check_ours(events, size)
+        n_tokens[name] = check_ours(events, size)
         mine = F.tokenize(events, size, downsample=FACTOR)
         ref = tonic_tokenize_only(events, size)
         assert np.array_equal(mine[0], ref[0]) and np.allclose(mine[1], ref[1]), name
-        m = len(events)
-        reps = max(repeats, min(30, 3_000_000 // max(m, 1)))
-        # tonic.transforms.Downsample copies its input first, so tonic never mutates `events`
-        best = interleaved_best({
-            "ours": lambda ours=ours, events=events, rng=rng: ours(events, rng),
-            "tonic": lambda theirs=theirs, events=events: theirs(events),
-            "tok_ours": lambda events=events, size=size: F.tokenize(events, size, downsample=FACTOR),
-            "tok_tonic": lambda events=events, size=size: tonic_tokenize_only(events, size),
-        }, reps)
-        rows.append((name, m, n_tokens, best["ours"], best["tonic"], best["tok_ours"],
-                     best["tok_tonic"]))
-        if name.startswith("synthetic") or name == "evt2_sample.raw":
-            stages.append((name, stage_costs(events, size, max(repeats, 5))))
+    keys = ("ours", "tonic", "tok_ours", "tok_tonic")
+    best_of: dict = {name: dict.fromkeys(keys, float("inf")) for name, _, _ in datasets}
+    per_pass = []  # (pass, sums of the real recordings' best times, sums of all inputs')
+    for k_pass in range(passes):
+        this_pass = {}
+        for name, events, size in datasets:
+            rng = np.random.default_rng(1)
+            ours, theirs = ours_pipeline(size), tonic_pipeline(size)
+            reps = max(repeats, min(30, 3_000_000 // max(len(events), 1)))
+            # tonic.transforms.Downsample copies its input first: tonic never mutates `events`
+            best = interleaved_best({
+                "ours": lambda ours=ours, events=events, rng=rng: ours(events, rng),
+                "tonic": lambda theirs=theirs, events=events: theirs(events),
+                "tok_ours": lambda events=events, size=size: F.tokenize(events, size,
+                                                                        downsample=FACTOR),
+                "tok_tonic": lambda events=events, size=size: tonic_tokenize_only(events, size),
+            }, reps)
+            this_pass[name] = best
+            for key in keys:
+                best_of[name][key] = min(best_of[name][key], best[key])
+        real_names = [name for name, _, _ in datasets if not name.startswith("synthetic")]
+        per_pass.append((k_pass + 1,
+                         sum(this_pass[n]["tonic"] for n in real_names)
+                         / max(sum(this_pass[n]["ours"] for n in real_names), 1e-12),
+                         sum(b["tonic"] for b in this_pass.values())
+                         / sum(b["ours"] for b in this_pass.values())))
+    rows = [(name, len(events), n_tokens[name], *(best_of[name][key] for key in keys))
+            for name, events, _ in datasets]
+    stages = [(name, stage_costs(events, size, max(repeats, 5))) for name, events, size in
+              datasets if name.startswith("synthetic") or name == "evt2_sample.raw"]
 
-    pre = time_preprocess(files, repeats) if files else "no recordings"
-    pre_syn = time_preprocess_synthetic(ev, sensor, repeats)
+    groups: dict = {}
+    for p, (_, _, size) in zip(files, datasets[1:], strict=True):
+        groups.setdefault(tuple(size), []).append(p)
+    groups = list(groups.values())
+    pre, pre_syn, pre_rows = "not run (--no-preprocess)", "not run (--no-preprocess)", []
+    if not args.no_preprocess:
+        pre = time_preprocess(groups, repeats) if files else "no recordings"
+        pre_syn = time_preprocess_synthetic(ev, sensor, repeats)
+        pre_rows = compare_preprocess("shared recordings, one cache per sensor size", groups,
+                                      repeats) if files else []
+        with tempfile.TemporaryDirectory() as tmp:
+            corpus = synthetic_corpus(ev, sensor, Path(tmp))
+            pre_rows += compare_preprocess(f"synthetic corpus, {len(corpus)} files", [corpus],
+                                           repeats)
 
     cpu = platform.processor() or platform.machine()
     print(f"date: {datetime.date.today().isoformat()}")
@@ -342,6 +494,10 @@ def main() -> None:
         a, b, c, d = (sum(r[j] for r in part) for j in (3, 4, 5, 6))
         print(f"| {label} | {m:,} | | {m / a / 1e6:.1f} | {m / b / 1e6:.2f} | {b / a:.1f}x | "
               f"{m / c / 1e6:.0f} | {m / d / 1e6:.1f} | {d / c:.1f}x |")
+    if passes > 1:
+        print()
+        print("pipeline speed-up of each pass (best of that pass's runs): " + "; ".join(
+            f"pass {k}: real recordings {r:.1f}x, all {a:.1f}x" for k, r, a in per_pass))
     for name, srows in stages:
         print()
         print(f"per-stage cost on {name} (ns per input event of the stage):")
@@ -351,10 +507,29 @@ def main() -> None:
         for stage, n_in, a, b in srows:
             print(f"| {stage} | {n_in:,} | {a:.1f} | {b:.1f} | {b / a:.1f}x |")
     print()
+    if args.no_preprocess:
+        print("preprocessing: not run (--no-preprocess)")
+        return
+    print("preprocessing, file -> tokens + dt -> HDF5, in this process (eventssm build_cache "
+          "against tonic reading with eventssm's reader + Downsample + numpy + "
+          "save_to_disk_cache; the same filter on both sides):")
+    print()
+    print("| data | filter | events | eventssm Mev/s | tonic Mev/s | speed-up | read + write "
+          "only Mev/s | ceiling (tonic / read + write) |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|")
+    for name, comp, m, a, b, c in pre_rows:
+        theirs = "—" if b is None else f"{m / b / 1e6:.2f}"
+        ratio = "—" if b is None else f"{b / a:.1f}x"
+        floor = "—" if c is None else f"{m / c / 1e6:.2f}"
+        ceiling = "—" if b is None or c is None else f"{b / c:.1f}x"
+        print(f"| {name} | {comp} | {m:,} | {m / a / 1e6:.2f} | {theirs} | {ratio} | {floor} | "
+              f"{ceiling} |")
+    print()
     if isinstance(pre, tuple):
         secs, nfiles = pre
-        print(f"eventssm preprocess ({nfiles} shared recordings, --downsample {FACTOR}, "
-              f"--workers 1, process start included): {secs:.2f} s")
+        print(f"eventssm preprocess CLI ({nfiles} shared recordings in {len(groups)} caches, one "
+              f"per sensor size, --downsample {FACTOR}, --workers 1, gzip, a process per "
+              f"cache, process start included): {secs:.2f} s")
     else:
         print(f"eventssm preprocess: not timed ({pre})")
     if isinstance(pre_syn, tuple):
