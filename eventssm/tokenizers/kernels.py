@@ -570,6 +570,15 @@ def time_bucket(t, t_base, shift, n_buckets):
     return min(max((t - t_base) >> shift, 0), n_buckets - 1)
 
 
+@numba.njit(cache=True, inline="always")
+def _load_event(bx, by, bt, bp, k, e):
+    """Slot ``k`` of the block arrays := the fields of event record ``e``."""
+    bx[k] = e["x"]
+    by[k] = e["y"]
+    bt[k] = e["t"]
+    bp[k] = e["p"]
+
+
 @numba.njit(cache=True)
 def run_ops(events, ops_i, ops_f, tables, out, count, t_base, shift):
     """Apply the ops of the rows of ``ops_i``/``ops_f`` in order to every event; write the
@@ -622,20 +631,12 @@ def run_ops(events, ops_i, ops_f, tables, out, count, t_base, shift):
             base = seed_early + np.uint64(s0) * _GAMMA  # word(seed, s0 + i) = mix64(base + (i+1)γ)
             kept = 0
             for i in range(m):
-                e = events[s0 + i]
-                bx[kept] = e["x"]
-                by[kept] = e["y"]
-                bt[kept] = e["t"]
-                bp[kept] = e["p"]
+                _load_event(bx, by, bt, bp, kept, events[s0 + i])
                 kept += unit(np.uint64(mix64(base + np.uint64(i + 1) * _GAMMA))) >= p_early
             m = kept
         else:
             for i in range(m):
-                e = events[s0 + i]
-                bx[i] = e["x"]
-                by[i] = e["y"]
-                bt[i] = e["t"]
-                bp[i] = e["p"]
+                _load_event(bx, by, bt, bp, i, events[s0 + i])
         for k in range(ops_i.shape[0]):
             if m == 0:
                 break
