@@ -129,10 +129,6 @@ _SCRATCH = _Scratch()
 _NO_COUNT = np.zeros(0, dtype=np.int32)
 _NO_TABLE = np.zeros(0, dtype=np.int64)
 _MAX_COUNTED = 2**31 - 2  # int32 bucket counts
-# The exact time grid (1 µs buckets) is used up to min(8 N, this) buckets (16 MiB of counts):
-# up to 8 buckets per event, counting them costs less than the clean-up pass a coarser grid
-# needs (sample.aedat4, 5 buckets per event: 6 % faster; measured 2026-12-06).
-_EXACT_GRID = 1 << 22
 
 
 def _time_range_guess(t_first: int, t_last: int, ops: list) -> tuple[int, int]:
@@ -162,8 +158,7 @@ def _fused(events: np.ndarray, ops: list, sort: bool, out: np.ndarray | None = N
     * few (< 0.5, sparse streams): insertion sort in place (budgeted; the stable radix sort
       finishes past the budget);
     * otherwise O(N) bucket sort: the pass also builds a histogram of ``(t − lo) >> shift`` on
-      the exact grid (``shift = 0``) when it has fewer than ``min(8 N, 2**22)`` buckets, else
-      on a grid of at most 2 N buckets; a stable counting scatter orders the events by bucket
+      a grid of at most 2 N buckets, a stable counting scatter orders the events by bucket
       (exactly sorted when ``shift = 0`` and no timestamp fell outside the grid), and the
       budgeted insertion pass finishes inside buckets otherwise. The unsorted events go to
       ``events`` if owned, else to per-thread scratch.
@@ -179,9 +174,8 @@ def _fused(events: np.ndarray, ops: list, sort: bool, out: np.ndarray | None = N
             tmp = events if owned else _SCRATCH.records(n)
             lo, hi = _time_range_guess(t_first, t_last, ops)
             shift = 0
-            if hi - lo >= min(8 * n, _EXACT_GRID):  # else the exact 1 µs grid: no clean-up pass
-                while ((hi - lo) >> shift) >= 2 * n:
-                    shift += 1
+            while ((hi - lo) >> shift) >= 2 * n:
+                shift += 1
             count = _SCRATCH.count(((hi - lo) >> shift) + 2)
             m, t_min, t_max = kernels.run_ops(events, *packed, tmp, count, lo, shift)
             dst = (np.empty(m, dtype=EVENT_DTYPE) if out is None else out)[:m]
