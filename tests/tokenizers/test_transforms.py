@@ -757,6 +757,55 @@ def test_compose_equals_one_by_one(data, seed, kind):
         assert (np.diff(out["t"]) >= 0).all()
 
 
+@settings(max_examples=40, deadline=None)
+@given(data=st.data(), seed=st.integers(0, 2**32 - 1),
+       kind=st.sampled_from(["sparse", "dense", "long", "empty"]),
+       where=st.sampled_from(["buffer", "view", "in place"]))
+def test_compose_apply_into_equals_call(data, seed, kind, where):
+    """``apply_into`` writes exactly ``__call__``'s output (same draws) into the caller's
+    buffer -- a larger reused one, a view into one, or the input itself -- and leaves a
+    separate input untouched."""
+    ev = {"sparse": lambda: stream(seed % 300, unique_t=False),
+          "dense": lambda: dense_stream(seed % 300, 2000, 6),
+          "long": lambda: stream(seed % 300, n=2600),
+          "empty": lambda: np.empty(0, EVENT_DTYPE)}[kind]()
+    trs = tuple(_random_transform(data.draw, SENSOR) for _ in range(data.draw(st.integers(1, 6))))
+    comp = T.Compose(trs)
+    ref = comp(ev, np.random.default_rng(seed))
+    before = ev.copy()
+    if where == "in place":
+        buf = ev.copy()
+        src = buf
+    else:
+        big = np.zeros(len(ev) + 50, EVENT_DTYPE)
+        buf = big if where == "buffer" else big[7 : 7 + len(ev) + 3]
+        src = ev
+    n = comp.apply_into(src, np.random.default_rng(seed), buf)
+    np.testing.assert_array_equal(buf[:n], ref)
+    np.testing.assert_array_equal(ev, before)
+    if where == "view":
+        assert (big[:7] == np.zeros(7, EVENT_DTYPE)).all()  # nothing outside the view written
+
+
+def test_compose_apply_into_reuses_one_buffer_and_checks_it():
+    comp = T.Compose((T.Downsample(SENSOR, 2), T.DropEvent(0.2),
+                      T.SpatialJitter(T.Downsample(SENSOR, 2).output_size, 1.0),
+                      T.TimeJitter(30.0)))
+    buf = np.empty(3000, EVENT_DTYPE)
+    for k, n in enumerate((2600, 40, 1800)):
+        ev = stream(k, n=n)
+        m = comp.apply_into(ev, np.random.default_rng(k), buf)
+        np.testing.assert_array_equal(buf[:m], comp(ev, np.random.default_rng(k)))
+    ev = stream(3, n=100)
+    with pytest.raises(ValueError, match="out holds 99 events, fewer than the 100"):
+        comp.apply_into(ev, np.random.default_rng(0), buf[:99])
+    with pytest.raises(ValueError, match="out must be a 1-D"):
+        comp.apply_into(ev, np.random.default_rng(0), np.empty(200))
+    grow = T.Compose((T.DropEvent(0.0), lambda e, rng: np.concatenate([e, e])))
+    with pytest.raises(ValueError, match="a transform returned 200 events, more than out"):
+        grow.apply_into(ev, np.random.default_rng(0), buf[:150])
+
+
 def test_compose_of_the_benchmark_pipeline_on_a_long_stream():
     """Downsample -> DropEvent -> SpatialJitter -> TimeJitter (one fused pass + bucket sort) over
     many blocks equals the transforms one by one, and a stage-by-stage numpy recomputation."""
