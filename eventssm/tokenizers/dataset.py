@@ -939,9 +939,10 @@ def write_cache(
             the cache is copied, extended and renamed over, so a failed append leaves it as
             it was (at the cost of one copy).
         overwrite: replace an existing cache.
-        compression, compression_level: HDF5 filter for ``tokens`` and ``dt``: one of
+        compression, compression_level: HDF5 filter for ``tokens`` and ``dt``, one of
             :data:`COMPRESSIONS` (``"gzip"``: smallest; ``"lzf"``: about twice as fast to
-            write, 1.3-1.6x larger; ``None``: no filter, 2-4x larger than gzip), and the gzip level (0-9).
+            write, 1.3-1.6x larger; ``None``: no filter, 2-4x larger than gzip), and the
+            gzip level (0-9).
         on_bad: when given, an item with another sensor size is passed here as a one-line
             message and skipped instead of raising.
 

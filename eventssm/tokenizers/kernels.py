@@ -615,7 +615,7 @@ def run_ops(events, ops_i, ops_f, tables, out, count, t_base, shift):
     # A DropEvent preceded only by Downsamples (or by nothing) sees every input event, in input
     # order, and Downsample neither drops nor draws: that drop is applied while the block is
     # read (input event c keeps iff unit(word(seed, c)) >= p, as op_drop decides), which saves
-    # its compaction pass (about 15 % of the pass for Downsample -> DropEvent -> jitters).
+    # its compaction pass (15-20 % of the pass for Downsample -> DropEvent -> jitters).
     early = -1
     for k in range(ops_i.shape[0]):
         if ops_i[k, 0] == OP_DROP:
