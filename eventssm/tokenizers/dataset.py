@@ -801,7 +801,6 @@ class _Writer:
         self.n_sources = 0
         self.end = 0
         self._clear()
-        self.offs.append(np.zeros(1, np.int64))  # offsets start with 0
 
     def begin(self) -> None:
         """Start appending to an existing cache (opened for append)."""
@@ -872,18 +871,17 @@ class _Writer:
                 self._extend(f"sources/{name}", np.asarray(cols[col], dtype=dtype))
             self._extend("sources/sensor_size",
                          np.asarray(cols[6], dtype=np.int32).reshape(-1, 3))
-        if self.labs:
+        if self.offs:
+            ends = np.concatenate(self.offs)
+            if "offsets" not in self.made:  # a new cache: the offsets start with 0
+                ends = np.concatenate([np.zeros(1, np.int64), ends])
             self._extend("tokens", np.concatenate(self.tok))
             self._extend("dt", np.concatenate(self.dt))
-            self._extend("offsets", np.concatenate(self.offs))
+            self._extend("offsets", ends)
             self._extend("labels", np.concatenate(self.labs))
             self._extend("source_index", np.concatenate(self.srcs))
             self._extend("ranges", np.concatenate(self.rngs))
-            self._clear()
-        else:  # nothing to write yet: keep a new cache's leading offset 0
-            offs = self.offs
-            self._clear()
-            self.offs = offs
+        self._clear()
 
 
 def _relpath(path: str, root: str) -> str:
