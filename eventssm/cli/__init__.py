@@ -12,7 +12,7 @@ import sys
 
 import click
 
-from eventssm import __version__
+from eventssm import __version__, interrupts
 from eventssm.cli._common import one_line, os_error_message
 from eventssm.events import EventFileError
 
@@ -51,16 +51,38 @@ class FriendlyErrors(LazyGroup):
     * EventFileError (a bad recording), a click usage error (bad option value, missing
       argument; the line ends with a pointer to the command's ``--help``) and an OSError (a
       file or folder that cannot be created or written): exit status 2.
+    * An output that breaks the rules of :mod:`eventssm.outputs`: exit status 2.
+    * SIGINT (Ctrl-C) or SIGTERM at any moment: one ``error: interrupted; ...`` line saying
+      which output was not written, exit status 130 (:mod:`eventssm.interrupts`).
     * Anything else is a bug: one ``error: internal error: ...`` line and exit status 1, or the
       full traceback with ``-vv``.
     """
 
+    def main(self, *args, **kwargs):
+        # the console script calls main() without arguments: keep the handlers to the end;
+        # a caller in Python (click's CliRunner in tests) gets its own handlers back
+        with interrupts.installed(keep=not args and "args" not in kwargs):
+            return super().main(*args, **kwargs)
+
     def invoke(self, ctx):
+        from eventssm.outputs import OutputError, forget, interrupt_message
+
+        forget()  # a new command (tests run several in one process)
         try:
-            return super().invoke(ctx)
-        except (click.exceptions.Exit, click.exceptions.Abort):
-            raise  # --help, --version, Ctrl-C: click's own handling
-        except EventFileError as exc:
+            result = super().invoke(ctx)
+        except KeyboardInterrupt:
+            _die(interrupt_message(), 130)
+        except click.exceptions.Exit as exc:
+            if interrupts.interrupted() is not None and exc.exit_code == 0:
+                _die(interrupt_message(), 130)
+            raise  # --help, --version
+        except click.exceptions.Abort:
+            raise
+        except SystemExit as exc:
+            if interrupts.interrupted() is not None and exc.code != 130:
+                _die(interrupt_message(), 130)
+            raise
+        except (EventFileError, OutputError) as exc:
             _die(str(exc), 2)
         except click.UsageError as exc:
             sub = exc.ctx.command_path if exc.ctx is not None else ctx.command_path
@@ -73,6 +95,9 @@ class FriendlyErrors(LazyGroup):
             if ctx.meta.get(_VERBOSE, 0) >= 2:
                 raise
             _die(f"internal error: {type(exc).__name__}: {exc} (run with -vv for the traceback)", 1)
+        if interrupts.interrupted() is not None:  # a KeyboardInterrupt that Python swallowed
+            _die(interrupt_message(), 130)
+        return result
 
 
 _VERBOSE = "eventssm.verbose"  # ctx.meta key: the group's -v count

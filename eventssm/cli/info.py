@@ -1,8 +1,9 @@
 """``eventssm info FILE...``: what a recording holds, computed in one streaming pass.
 
-Statistics are accumulated chunk by chunk over :func:`eventssm.io.iter_events`, so files larger
-than memory work. A file that cannot be read prints one line ``error: <file>: <problem> (at
-byte N)`` on stderr; the other files are still reported and the exit status is 1 at the end.
+Statistics come from :func:`eventssm.io.stats.file_stats`, one file at a time in a worker
+process with a time limit and a memory cap (:mod:`eventssm.isolate`). A file that cannot be read
+(or hangs its decoder) prints one line ``error: <file>: <problem> (at byte N)`` on stderr; the
+other files are still reported and the exit status is 1 at the end.
 """
 
 from __future__ import annotations
@@ -12,7 +13,8 @@ from typing import Any
 
 import click
 
-_CHUNK = 1 << 20
+from eventssm.cli._common import FiniteFloatRange
+from eventssm.isolate import DEFAULT_TIMEOUT
 
 
 class _SensorSizeCommand(click.Command):
@@ -50,78 +52,6 @@ def parse_sensor_size(text: str) -> tuple[int, int, int]:
     if min(vals) < 1:
         raise click.BadParameter(f"{text!r}: sizes must be positive", param_hint="--sensor-size")
     return vals[0], vals[1], vals[2]
-
-
-def file_stats(path: str, *, format: str | None = None, sensor_size=None) -> dict[str, Any]:
-    """Statistics of one recording from a streaming pass.
-
-    Returns a JSON-ready dict: ``file``, ``format``, ``camera``, ``sensor_size`` [W, H, P],
-    ``events``, ``duration_s`` (max t − min t), ``event_rate_hz`` (events / duration, None when
-    the duration is 0), ``on_fraction`` (None when empty), ``monotonic`` and ``steps_back``
-    (count of i with t[i] < t[i−1]), ``t_first_us``, ``t_last_us``, ``t_min_us``, ``t_max_us``,
-    ``x_max``, ``y_max``, ``bytes``.
-
-    Raises:
-        EventFileError: the file cannot be read.
-    """
-    import os
-
-    import numpy as np
-
-    from eventssm.io import detect_format, iter_events, read_events
-
-    fmt = format if format is not None else detect_format(path).name
-    n = on = back = 0
-    t_first = t_last = t_min = t_max = None
-    x_max = y_max = None
-    sensor = None
-    meta: dict[str, Any] = {}
-    for chunk in iter_events(path, chunk_events=_CHUNK, format=fmt, sensor_size=sensor_size):
-        ev = chunk.events
-        if sensor is None:
-            sensor, meta = chunk.sensor_size, chunk.meta
-        if not len(ev):
-            continue
-        t = ev["t"]
-        back += int(np.count_nonzero(t[1:] < t[:-1]))
-        if t_last is not None and int(t[0]) < t_last:
-            back += 1
-        if t_first is None:
-            t_first = int(t[0])
-        t_last = int(t[-1])
-        lo, hi = int(t.min()), int(t.max())
-        t_min = lo if t_min is None else min(t_min, lo)
-        t_max = hi if t_max is None else max(t_max, hi)
-        xm, ym = int(ev["x"].max()), int(ev["y"].max())
-        x_max = xm if x_max is None else max(x_max, xm)
-        y_max = ym if y_max is None else max(y_max, ym)
-        n += len(ev)
-        on += int(np.count_nonzero(ev["p"]))
-    if sensor is None:  # no chunk at all: an empty recording; its header still has geometry
-        rec = read_events(path, format=fmt, sensor_size=sensor_size, allow_empty=True)
-        sensor, meta = rec.sensor_size, rec.meta
-    duration_us = (t_max - t_min) if n else 0
-    duration_s = duration_us / 1e6
-    return {
-        "file": str(path),
-        "format": fmt,
-        "camera": meta.get("camera"),
-        "sensor_size": [int(v) for v in sensor],
-        "sensor_size_inferred": bool(meta.get("sensor_size_inferred", False)),
-        "events": n,
-        "duration_s": duration_s,
-        "event_rate_hz": (n / duration_s) if duration_us > 0 else None,
-        "on_fraction": (on / n) if n else None,
-        "monotonic": back == 0,
-        "steps_back": back,
-        "t_first_us": t_first,
-        "t_last_us": t_last,
-        "t_min_us": t_min,
-        "t_max_us": t_max,
-        "x_max": x_max,
-        "y_max": y_max,
-        "bytes": os.path.getsize(path),
-    }
 
 
 def _human(stats: dict[str, Any]) -> list[tuple[str, str]]:
@@ -175,7 +105,11 @@ def _formats_table() -> None:
     help="Sensor size when the file has none (or to override): WxH, 'W H' or WxHxP.",
 )
 @click.option("--formats", "list_formats", is_flag=True, help="List the readable formats.")
-def info(files, as_json, fmt, sensor_size, list_formats):
+@click.option("--file-timeout", type=FiniteFloatRange(min=0), default=DEFAULT_TIMEOUT, show_default=True,
+              metavar="SECONDS",
+              help="Give up on a file whose decoding takes longer (0: no limit); it is then an "
+                   "unreadable file.")
+def info(files, as_json, fmt, sensor_size, list_formats, file_timeout):
     """Describe event recordings: format, camera, sensor size, events, duration, event rate,
     ON fraction, timestamp order and time range.
 
@@ -184,8 +118,10 @@ def info(files, as_json, fmt, sensor_size, list_formats):
     1.
     """
     import json
+    from contextlib import closing
 
-    from eventssm.events import EventFileError
+    from eventssm.io.stats import stats_job
+    from eventssm.isolate import run_isolated
 
     if list_formats:
         _formats_table()
@@ -197,30 +133,28 @@ def info(files, as_json, fmt, sensor_size, list_formats):
     results: list[dict[str, Any]] = []
     failed = 0
     shown = 0
-    for path in files:
-        try:
-            stats = file_stats(path, format=fmt, sensor_size=size)
-        except EventFileError as exc:
-            failed += 1
-            click.echo(f"error: {exc}", err=True)
-            results.append({"file": path, "error": str(exc)})
-            continue
-        except Exception as exc:  # never a traceback: one line, then the next file
-            failed += 1
-            msg = f"{path}: {type(exc).__name__}: {exc}".replace("\n", " ")
-            click.echo(f"error: {msg}", err=True)
-            results.append({"file": path, "error": msg})
-            continue
-        results.append(stats)
-        if not as_json:
-            if shown:
-                click.echo("")
-            shown += 1
-            click.echo(path)
-            rows = _human(stats)
-            width = max(len(k) for k, _ in rows)
-            for key, value in rows:
-                click.echo(f"  {key:<{width}} : {value}")
+    # each file is decoded in a worker process with a time limit and a memory cap, so a file
+    # that hangs or explodes its decoder is one error line and the next file is still read
+    jobs = [(path, fmt, size) for path in files]
+    with closing(run_isolated(stats_job, jobs, workers=1, timeout=file_timeout or None,
+                              describe=lambda j: j[0])) as outcomes:
+        for (path, _, _), out in outcomes:
+            stats, error = out.value if out.error is None else (None, out.error)
+            if error is not None:
+                failed += 1
+                click.echo(f"error: {error}", err=True)
+                results.append({"file": path, "error": error})
+                continue
+            results.append(stats)
+            if not as_json:
+                if shown:
+                    click.echo("")
+                shown += 1
+                click.echo(path)
+                rows = _human(stats)
+                width = max(len(k) for k, _ in rows)
+                for key, value in rows:
+                    click.echo(f"  {key:<{width}} : {value}")
     if as_json:
         click.echo(json.dumps(results, indent=2))
     if failed:

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import click
 
-from eventssm.cli._common import fail, os_error_message, parse_size
+from eventssm.cli._common import FiniteFloatRange, fail, os_error_message, parse_size
+from eventssm.isolate import DEFAULT_TIMEOUT
 
 
 @click.command("preprocess")
@@ -57,6 +58,10 @@ from eventssm.cli._common import fail, os_error_message, parse_size
               show_default=True,
               help="HDF5 filter of the tokens and dt of a new cache: gzip is the smallest, lzf about "
                    "twice as fast to write (tonic's cache filter), none the fastest and largest.")
+@click.option("--file-timeout", type=FiniteFloatRange(min=0), default=DEFAULT_TIMEOUT, show_default=True,
+              metavar="SECONDS",
+              help="Give up on a file whose decoding takes longer (its worker process is killed; "
+                   "0: no limit). A file past it is an unreadable file.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar and no summary.")
 def preprocess(
     inputs: tuple[Path, ...],
@@ -80,6 +85,7 @@ def preprocess(
     overwrite: bool,
     append: bool,
     compression: str,
+    file_timeout: float,
     quiet: bool,
 ) -> None:
     """Read INPUT files/folders, tokenize every recording, and write ONE HDF5 token cache.
@@ -137,12 +143,15 @@ def preprocess(
         fail(f"{output}: is a directory; give a file name such as {output / 'cache.h5'}")
     if output.exists() and not (overwrite or append):
         fail(f"{output}: exists; pass --overwrite to replace it or --append to add files")
-    if not output.parent.is_dir():
-        if output.parent.exists():
-            fail(f"{output}: cannot write the output: {output.parent} is not a folder")
-        fail(f"{output.parent}: no such folder for the output")
-    if not os.access(output.parent, os.W_OK | os.X_OK):
-        fail(f"{output}: cannot write the output: {output.parent} is not writable")
+    from eventssm.outputs import OutputError, check_output
+    from eventssm.tokenizers.dataset import is_token_cache
+
+    try:  # never an input, and --overwrite/--append only on an eventssm token cache
+        check_output(output, inputs=[*inputs, *([labels_csv] if labels_csv else [])],
+                     overwrite=overwrite or append, replaceable=is_token_cache,
+                     what="an eventssm token cache")
+    except OutputError as exc:
+        fail(str(exc))
     class_list = None
     if classes is not None:
         class_list = [c.strip() for c in classes.split(",") if c.strip()]
@@ -196,13 +205,12 @@ def preprocess(
                 append=append,
                 compression=None if compression == "none" else compression,
                 progress=bar.update,
+                file_timeout=file_timeout or None,
             )
     except (EventFileError, DatasetError) as exc:
         fail(str(exc))
     except OSError as exc:
         fail(os_error_message(exc, output))
-    except KeyboardInterrupt:
-        fail(f"interrupted; {output} was not written", code=130)
 
     for line in report.bad:
         click.echo(f"skipped: {line}", err=True)

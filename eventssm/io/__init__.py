@@ -22,11 +22,12 @@ import numpy as np
 from eventssm.events import EventFileError, Recording, SensorSize, validate_events
 from eventssm.io import aedat, arrays, hdf5, nmnist, prophesee, text  # noqa: F401  (register)
 from eventssm.io._base import FormatSpec, formats, head_bytes
+from eventssm.io.stats import file_stats
 from eventssm.io.writers import write_events
 
 log = logging.getLogger(__name__)
 
-__all__ = ["detect_format", "formats", "iter_events", "read_events", "write_events"]
+__all__ = ["UnknownFormatError", "detect_format", "file_stats", "formats", "iter_events", "read_events", "write_events"]
 
 
 def _check_path(path: str | os.PathLike) -> Path:
@@ -42,8 +43,35 @@ def _check_path(path: str | os.PathLike) -> Path:
     return p
 
 
+class UnknownFormatError(EventFileError):
+    """No reader recognises the file: no known magic/header and no unambiguous extension.
+
+    ``str(err)`` is ``cannot tell the format of FILE; pass --format (one of ...)``, listing the
+    formats that could apply (those sharing the file's extension, else every format).
+    """
+
+    def __init__(self, path: str | os.PathLike, candidates: list[str], why: str = ""):
+        super().__init__(path, why or "cannot tell the format", 0)
+        self.candidates = list(candidates)
+        ValueError.__init__(
+            self, f"cannot tell the format of {self.path}; {why + '; ' if why else ''}"
+            f"pass --format (one of {', '.join(self.candidates)})"
+        )
+
+
 def detect_format(path: str | os.PathLike) -> FormatSpec:
-    """Find the reader for ``path``: magic bytes / header first, extension second."""
+    """Find the reader for ``path``; detection never guesses.
+
+    1. magic bytes / header (``FormatSpec.sniff``) identify the format;
+    2. otherwise the extension, but only when exactly one format claims it (``.bin`` ->
+       nmnist, ``.csv``/``.txt`` -> csv). An extension shared by several formats (``.raw``:
+       evt2/evt3; ``.aedat``: aedat2/aedat3) whose header is missing says which ``--format``
+       values fit; an unknown extension lists them all.
+
+    Raises:
+        UnknownFormatError: neither rule gives exactly one format.
+        EventFileError: the file is missing, a folder, empty or unreadable.
+    """
     p = _check_path(path)
     try:
         head = head_bytes(p)
@@ -56,12 +84,17 @@ def detect_format(path: str | os.PathLike) -> FormatSpec:
         if spec.sniff is not None and spec.sniff(head):
             return spec
     suffix = p.suffix.lower()
-    for spec in specs.values():
-        if suffix in spec.extensions:
-            return spec
-    raise EventFileError(
-        p, f"unknown format: no known header or magic, and extension {suffix or '(none)'!r} "
-        f"is not one of {sorted({e for s in specs.values() for e in s.extensions})}", 0
+    by_ext = [s for s in specs.values() if suffix in s.extensions]
+    if len(by_ext) == 1:
+        return by_ext[0]
+    if by_ext:  # e.g. a .raw without its % header: EVT 2.0 and 3.0 cannot be told apart
+        raise UnknownFormatError(
+            p, [s.name for s in by_ext], f"no {'/'.join(s.name for s in by_ext)} header and "
+            f"{suffix!r} is used by several formats"
+        )
+    raise UnknownFormatError(
+        p, list(specs), f"no known header or magic, and extension {suffix or '(none)'!r} is not "
+        f"one of {sorted({e for s in specs.values() for e in s.extensions})}"
     )
 
 

@@ -35,20 +35,12 @@ from __future__ import annotations
 import csv
 import json
 import logging
-import multiprocessing
 import operator
 import os
 import re
 import shutil
-import signal
-import sys
-import tempfile
-from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from concurrent.futures import ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
 from dataclasses import asdict, dataclass, field
-from itertools import islice
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -56,6 +48,8 @@ import h5py
 import numpy as np
 
 from eventssm.events import EventFileError, SensorSize
+from eventssm.isolate import DEFAULT_TIMEOUT, run_isolated
+from eventssm.outputs import OutputError, atomic_output, check_output
 
 log = logging.getLogger(__name__)
 
@@ -893,19 +887,6 @@ def _common_root(paths: Sequence[str]) -> str:
     return os.path.commonpath(parents) if parents else os.getcwd()
 
 
-def _tmp_next_to(path: Path) -> Path:
-    fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    return Path(name)
-
-
-def _publish(tmp: Path, out: Path) -> None:
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)
-    os.replace(tmp, out)
-
-
 def write_cache(
     path: str | os.PathLike,
     items: Iterable[TokenizedFile],
@@ -962,6 +943,8 @@ def write_cache(
         raise DatasetError(f"{out}: exists; pass overwrite or append")
     if exists and out.is_dir():
         raise DatasetError(f"{out}: is a directory")
+    if exists and not is_token_cache(out):
+        raise DatasetError(f"{out}: exists and is not an eventssm token cache; only a cache is replaced")
     if not out.parent.is_dir():
         raise DatasetError(f"{out.parent}: no such folder for the output")
     append = append and exists
@@ -981,8 +964,7 @@ def write_cache(
             )
         sensor_size = existing.sensor_size
         root = existing.root
-    tmp = _tmp_next_to(out)
-    try:
+    with atomic_output(out) as tmp:  # removed on any error or interrupt; renamed at the end
         if append:
             shutil.copyfile(out, tmp)
             f = h5py.File(tmp, "r+")
@@ -1041,10 +1023,6 @@ def write_cache(
             if not append and w.n_samples_added == 0:
                 raise DatasetError(f"{out}: no samples to write (every recording was skipped)")
             added = (w.n_samples_added, w.n_sources_added)
-        _publish(tmp, out)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
     log.info("wrote %s: %d samples from %d recordings", out, *added)
     return added
 
@@ -1077,46 +1055,14 @@ def _work(job) -> tuple[TokenizedFile | None, str | None]:
         return None, f"{path}: {type(exc).__name__}: {exc}"
 
 
-def _worker_init() -> None:
-    # Ctrl-C goes to the whole process group; only the parent handles it (then cancels).
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-
-
-def _mp_context():
-    # fork is fast, but not once JAX (multithreaded) is loaded in this process
-    if sys.platform.startswith("linux") and "jax" not in sys.modules:
-        return multiprocessing.get_context("fork")
-    return multiprocessing.get_context("spawn")
-
-
-def _ordered_map(jobs: list, workers: int) -> Iterator[tuple[Any, tuple]]:
-    """Yield ``(job, _work(job))`` in job order, at most ``2 * workers`` jobs in flight."""
-    if workers <= 1 or len(jobs) <= 1:
-        for j in jobs:
-            yield j, _work(j)
-        return
-    ex = ProcessPoolExecutor(
-        max_workers=min(workers, len(jobs)), mp_context=_mp_context(), initializer=_worker_init
-    )
-    pending: deque = deque()
-    it = iter(jobs)
-    try:
-        for j in islice(it, 2 * workers):
-            pending.append((j, ex.submit(_work, j)))
-        while pending:
-            j, fut = pending.popleft()
-            try:
-                res = fut.result()
-            except BrokenProcessPool:
-                raise DatasetError(
-                    f"{j[0]}: a worker process died while reading it (out of memory?)"
-                ) from None
-            nxt = next(it, None)
-            if nxt is not None:
-                pending.append((nxt, ex.submit(_work, nxt)))
-            yield j, res
-    finally:
-        ex.shutdown(wait=True, cancel_futures=True)
+def _ordered_map(jobs: list, workers: int, timeout: float | None = DEFAULT_TIMEOUT,
+                 memory: int | None = None) -> Iterator[tuple[Any, tuple]]:
+    """Yield ``(job, _work(job))`` in job order; each file is decoded in a worker process with
+    a time limit and a memory cap (:func:`eventssm.isolate.run_isolated`; ``workers=0``: in
+    this process, without limits). A file that hangs or kills its worker is one error line."""
+    for job, out in run_isolated(_work, jobs, workers=workers, timeout=timeout, memory=memory,
+                                 describe=lambda j: str(j[0])):
+        yield job, (out.value if out.error is None else (None, out.error))
 
 
 @dataclass
@@ -1151,11 +1097,14 @@ def build_cache(
     append: bool = False,
     compression: str | None = "gzip",
     progress: Callable[[int], None] | None = None,
+    file_timeout: float | None = DEFAULT_TIMEOUT,
+    file_memory: int | None = None,
 ) -> BuildReport:
     """Read, tokenize and write many recordings as one cache (see the module docstring).
 
-    Files are decoded in ``workers`` processes (1: in this process); results are written in
-    input order, so the cache does not depend on ``workers``.
+    Files are decoded in ``workers`` processes, each file with a time limit and a memory cap
+    (:mod:`eventssm.isolate`; ``workers=0``: in this process, without limits); results are
+    written in input order, so the cache does not depend on ``workers``.
 
     Args:
         path: output cache.
@@ -1176,6 +1125,10 @@ def build_cache(
         compression: filter of the tokens and dt of a new cache (see :func:`write_cache`; an
             appended cache keeps its own).
         progress: called with 1 after each file.
+        file_timeout: seconds one file may take to decode and tokenize (``None``: no limit);
+            a file past it is an unreadable file (its worker is killed).
+        file_memory: address-space cap of each worker in bytes (``None``: the default of
+            :func:`eventssm.isolate.default_memory`).
 
     Raises:
         DatasetError: labels, classes, settings or output problems (one line).
@@ -1193,6 +1146,11 @@ def build_cache(
         sensor_size = tuple(int(v) for v in sensor_size)
     if out.exists() and not (append or overwrite):
         raise DatasetError(f"{out}: exists; pass overwrite or append")
+    try:  # an input is never replaced, and only an eventssm token cache is
+        check_output(out, inputs=files, overwrite=append or overwrite, replaceable=is_token_cache,
+                     what="an eventssm token cache")
+    except OutputError as exc:
+        raise DatasetError(str(exc)) from None
     report = BuildReport(out)
     existing = read_cache_info(out) if (append and out.exists()) else None
     if existing is not None:
@@ -1243,7 +1201,7 @@ def build_cache(
     jobs = [(f, int(i), settings, sensor_size, format) for f, i in zip(files, ids)]
 
     def items() -> Iterator[TokenizedFile]:
-        results = _ordered_map(jobs, workers)
+        results = _ordered_map(jobs, workers, file_timeout, file_memory)
         try:
             for _job, (item, err) in results:
                 if progress is not None:

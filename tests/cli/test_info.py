@@ -13,6 +13,7 @@ from eventssm.cli import info as info_mod
 from eventssm.cli import main
 from eventssm.events import Recording, make_events
 from eventssm.io import read_events, write_events
+from eventssm.io import stats as io_stats
 
 
 def _run(*args):
@@ -59,7 +60,7 @@ def test_help():
 
 @pytest.mark.parametrize("chunk", [7, 1 << 20])
 def test_json_numbers_match_read_events(tmp_path, monkeypatch, chunk):
-    monkeypatch.setattr(info_mod, "_CHUNK", chunk)  # small chunks cross boundaries
+    monkeypatch.setattr(io_stats, "_CHUNK", chunk)  # small chunks cross boundaries (the worker is forked)
     a = write_events(tmp_path / "a.h5", _recording())
     b = write_events(tmp_path / "b.npz", _recording(seed=1, monotonic=True))
     c = tmp_path / "c.csv"

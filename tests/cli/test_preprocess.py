@@ -251,24 +251,15 @@ def test_skip_bad_lists_the_bad_file(tmp_path, corpus):
 
 
 def test_interrupt_leaves_nothing(tmp_path, corpus, monkeypatch):
-    import eventssm.tokenizers.dataset as dataset
-
     out = tmp_path / "c.h5"
-    out.write_bytes(b"old output")
-    calls = []
-
-    def interrupted(*args, **kwargs):
-        calls.append(args)
-        if len(calls) == 3:
-            raise KeyboardInterrupt
-        return real(*args, **kwargs)
-
-    real = dataset.tokenize_file
-    monkeypatch.setattr(dataset, "tokenize_file", interrupted)
+    assert run(corpus / "left", "-o", out, "--labels-from", "folder", "-q").exit_code == 0
+    before = out.read_bytes()
+    # a real SIGINT, sent by the command to itself after the second file came back
+    monkeypatch.setenv("EVENTSSM_SIGNAL_AT", "job-done#2")
     result = run(corpus, "-o", out, "--labels-from", "folder", "--overwrite", "--workers", "1")
-    assert_one_error(result, "interrupted")
+    assert_one_error(result, "interrupted", f"{out} was not written")
     assert result.exit_code == 130
-    assert out.read_bytes() == b"old output"
+    assert out.read_bytes() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["c.h5", "data"]
 
 

@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 
 from eventssm.events import EventFileError, Recording, make_events
-from eventssm.io import detect_format, formats, iter_events, read_events, write_events
+from eventssm.io import UnknownFormatError, detect_format, formats, iter_events, read_events, write_events
 from eventssm.io._base import SNIFF_BYTES, FormatSpec, register
+from tests.conftest import recording
 
 
 def _rec(n=20):
@@ -72,7 +73,7 @@ def test_extension_fallback_and_case(tmp_path):
 def test_format_override(tmp_path):
     p = tmp_path / "events.dump"  # unknown extension, no magic
     p.write_text("5 1 2 1\n7 3 4 0\n")
-    with pytest.raises(EventFileError, match="unknown format"):
+    with pytest.raises(EventFileError, match="cannot tell the format"):
         read_events(p)
     rec = read_events(p, format="csv")
     assert rec.events.tolist() == [(1, 2, 5, True), (3, 4, 7, False)]
@@ -95,15 +96,43 @@ def test_format_override(tmp_path):
 def test_unknown_extension_error(tmp_path):
     p = tmp_path / "mystery.xyz"
     p.write_bytes(b"no magic here" * 10)
-    with pytest.raises(EventFileError) as err:
+    with pytest.raises(UnknownFormatError) as err:
         detect_format(p)
     msg = str(err.value)
-    assert "'.xyz'" in msg and "'.npy'" in msg and msg.endswith("(at byte 0)")
-    assert err.value.offset == 0 and err.value.path == str(p)
+    names = ", ".join(formats())
+    assert msg.startswith(f"cannot tell the format of {p}; ") and msg.endswith(f"pass --format (one of {names})")
+    assert "'.xyz'" in msg and "'.npy'" in msg
+    assert err.value.offset == 0 and err.value.path == str(p) and err.value.candidates == list(formats())
     q = tmp_path / "noext"
     q.write_bytes(b"abc")
     with pytest.raises(EventFileError, match="'\\(none\\)'"):
         detect_format(q)
+
+
+@pytest.mark.parametrize(("name", "candidates"), [("x.raw", ["evt2", "evt3"]), ("x.aedat", ["aedat2", "aedat3"])])
+def test_shared_extension_without_header_is_not_guessed(tmp_path, name, candidates):
+    """A .raw without its % header could be EVT 2.0 or 3.0: detection asks for --format."""
+    p = tmp_path / name
+    p.write_bytes(bytes(range(256)) * 4)
+    with pytest.raises(UnknownFormatError) as err:
+        detect_format(p)
+    assert err.value.candidates == candidates
+    assert str(err.value).endswith(f"pass --format (one of {', '.join(candidates)})")
+    with pytest.raises(EventFileError, match="cannot tell the format"):
+        read_events(p)
+
+
+def test_nmnist_renamed_raw_is_not_taken_for_evt2(tmp_path):
+    """The issue's case: an N-MNIST .bin renamed .raw was decoded as EVT 2.0 and the error
+    asked for a sensor size. Now detection refuses to guess; the right --format reads it."""
+    src = recording("sample_nmnist.bin")
+    p = tmp_path / "digit.raw"
+    p.write_bytes(src.read_bytes())
+    with pytest.raises(UnknownFormatError, match=r"pass --format \(one of evt2, evt3\)"):
+        read_events(p)
+    assert np.array_equal(read_events(p, format="nmnist").events, read_events(src).events)
+    # an unambiguous extension with no magic is still read: .bin is N-MNIST only
+    assert detect_format(src).name == "nmnist"
 
 
 def test_empty_file_directory_missing(tmp_path):
@@ -131,5 +160,5 @@ def test_empty_file_directory_missing(tmp_path):
 def test_sniff_only_sees_the_head(tmp_path):
     p = tmp_path / "late.bin2"  # HDF5 signature beyond what detection reads
     p.write_bytes(b"\0" * SNIFF_BYTES * 2 + b"\x89HDF\r\n\x1a\n")
-    with pytest.raises(EventFileError, match="unknown format"):
+    with pytest.raises(EventFileError, match="cannot tell the format"):
         detect_format(p)

@@ -1,0 +1,259 @@
+"""Decode untrusted files in worker processes with a time limit and a memory cap.
+
+A damaged file can send a decoder into an endless loop that holds the GIL (a one-byte-damaged
+HDF5 file does this inside libhdf5), or make it allocate far more than the machine has. Neither
+can be stopped from inside the process. :func:`run_isolated` therefore runs each job in a
+worker process:
+
+* the worker's address space is capped with ``resource.RLIMIT_AS`` (``memory`` bytes), so an
+  allocation past the cap fails with ``MemoryError`` inside the worker instead of swapping the
+  machine;
+* a job that has not answered after ``timeout`` seconds has its worker killed (SIGKILL) and a
+  new worker started; the job becomes one error line and the run goes on;
+* a worker that dies (killed by the kernel, a crash in C code) costs only its job.
+
+Results come back in job order. Workers ignore SIGINT (Ctrl-C reaches the whole process group;
+the parent handles it and kills the workers). Reference behaviour: ``[fn(j) for j in jobs]``
+with each exception turned into an error line; ``workers=0`` runs exactly that, in this process,
+without limits.
+
+No heavy imports.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import os
+import signal
+import sys
+import time
+from collections import deque
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from multiprocessing.connection import wait
+from typing import Any
+
+from eventssm import interrupts
+
+log = logging.getLogger(__name__)
+
+#: default per-file time limit of ``info`` and ``preprocess`` (``--file-timeout``), seconds
+DEFAULT_TIMEOUT = 600.0
+
+
+def default_memory(workers: int = 1) -> int:
+    """Default address-space cap of one worker: 3/4 of the physical memory shared by the
+    workers, and at least 2 GiB (numba and h5py alone reserve a few hundred MiB)."""
+    try:
+        total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        total = 16 << 30
+    return max(2 << 30, total * 3 // 4 // max(1, workers))
+
+
+@dataclass
+class Outcome:
+    """What one job gave: ``value`` (when ``error`` is None) or a one-line ``error``;
+    ``seconds`` of wall time and the worker's peak resident memory ``peak_rss`` (bytes, the
+    largest so far in that worker process; 0 when run in-process)."""
+
+    value: Any = None
+    error: str | None = None
+    kind: str = "ok"  # "ok", "error" (fn raised), "timeout", "died", "memory"
+    seconds: float = 0.0
+    peak_rss: int = 0
+
+
+def _mp_context():
+    # fork is fast, but not once JAX (multithreaded) is loaded in this process
+    if sys.platform.startswith("linux") and "jax" not in sys.modules:
+        return multiprocessing.get_context("fork")
+    return multiprocessing.get_context("spawn")
+
+
+def _peak_rss() -> int:
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux: KiB
+
+
+def _call(fn: Callable[[Any], Any], job: Any) -> Outcome:
+    t0 = time.perf_counter()
+    try:
+        value = fn(job)
+    except MemoryError:
+        return Outcome(error="not enough memory", kind="memory", seconds=time.perf_counter() - t0)
+    except Exception as exc:  # one line; the job's own errors should already be values
+        log.debug("job failed", exc_info=True)
+        msg = " ".join(f"{type(exc).__name__}: {exc}".split())
+        return Outcome(error=msg, kind="error", seconds=time.perf_counter() - t0)
+    return Outcome(value=value, seconds=time.perf_counter() - t0)
+
+
+def _named(out: Outcome, name: str) -> Outcome:
+    if out.kind in ("error", "memory"):
+        out.error = f"{name}: {out.error}"
+    return out
+
+
+def _worker_main(conn, fn, memory: int | None) -> None:
+    interrupts.reset_in_child()
+    if memory:
+        import resource
+
+        try:
+            resource.setrlimit(resource.RLIMIT_AS, (memory, memory))
+        except (ValueError, OSError):  # a hard limit below ours: keep the lower one
+            pass
+    while True:
+        try:
+            msg = conn.recv()
+        except (EOFError, OSError):
+            return
+        if msg is None:
+            return
+        out = _call(fn, msg)
+        out.peak_rss = _peak_rss()
+        try:
+            conn.send(out)
+        except MemoryError:
+            conn.send(Outcome(error="not enough memory to return the result", kind="memory",
+                              seconds=out.seconds, peak_rss=out.peak_rss))
+        except (BrokenPipeError, OSError):
+            return
+
+
+class Worker:
+    """One worker process running ``fn(job)`` for jobs sent to it, one at a time."""
+
+    def __init__(self, fn: Callable[[Any], Any], memory: int | None, ctx=None):
+        ctx = ctx or _mp_context()
+        self.conn, child = ctx.Pipe()
+        self.proc = ctx.Process(target=_worker_main, args=(child, fn, memory), daemon=True)
+        with interrupts.deferred():  # never a half-started worker
+            self.proc.start()
+        child.close()
+        self.job: int | None = None  # index of the job it is running
+        self.started = 0.0
+
+    def submit(self, index: int, job: Any) -> None:
+        self.job, self.started = index, time.monotonic()
+        self.conn.send(job)
+
+    def kill(self) -> None:
+        with interrupts.deferred():
+            if self.proc.is_alive():
+                self.proc.kill()
+            self.proc.join()
+            self.conn.close()
+            self.proc.close()
+
+    def stop(self) -> None:
+        with interrupts.deferred():
+            try:
+                self.conn.send(None)
+            except (BrokenPipeError, OSError):
+                pass
+            self.proc.join(timeout=5)
+        self.kill()
+
+    def death(self) -> str:
+        code = self.proc.exitcode
+        if code is not None and code < 0:
+            try:
+                return f"killed by {signal.Signals(-code).name}"
+            except ValueError:
+                return f"killed by signal {-code}"
+        return f"exited with status {code}"
+
+
+def run_isolated(
+    fn: Callable[[Any], Any],
+    jobs: Sequence[Any],
+    *,
+    workers: int = 1,
+    timeout: float | None = DEFAULT_TIMEOUT,
+    memory: int | None = None,
+    describe: Callable[[Any], str] = str,
+) -> Iterator[tuple[Any, Outcome]]:
+    """Yield ``(job, Outcome)`` for every job, in job order (see the module docstring).
+
+    Args:
+        fn: a picklable function of one job (a module-level function).
+        jobs: the jobs.
+        workers: worker processes (at most one per job); 0 runs in this process, without
+            limits.
+        timeout: seconds one job may take (``None`` or 0: no limit).
+        memory: address-space cap of each worker in bytes (``None``: :func:`default_memory`;
+            0: no cap).
+        describe: names a job in the time-out and crash messages (e.g. its file).
+    """
+    if workers <= 0:
+        for job in jobs:
+            yield job, _named(_call(fn, job), describe(job))
+        return
+    n = len(jobs)
+    workers = max(1, min(workers, n))
+    if memory is None:
+        memory = default_memory(workers)
+    ctx = _mp_context()
+    pool: list[Worker] = []
+    todo = deque(range(n))
+    done: dict[int, Outcome] = {}
+    nxt = 0  # next index to yield
+    window = 2 * workers  # results held at most this far ahead of the one awaited
+    try:
+        while nxt < n:
+            # give work to idle workers (starting them as needed)
+            while todo and todo[0] < nxt + window:
+                idle = next((w for w in pool if w.job is None), None)
+                if idle is None:
+                    if len(pool) >= workers:
+                        break
+                    idle = Worker(fn, memory, ctx)
+                    pool.append(idle)
+                i = todo.popleft()
+                idle.submit(i, jobs[i])
+            while nxt in done:
+                out = done.pop(nxt)
+                interrupts.hook("job-done")
+                yield jobs[nxt], _named(out, describe(jobs[nxt]))
+                nxt += 1
+            busy = [w for w in pool if w.job is not None]
+            if not busy:
+                continue
+            limit = None
+            if timeout:
+                limit = max(0.0, min(w.started for w in busy) + timeout - time.monotonic())
+            ready = wait([w.conn for w in busy] + [w.proc.sentinel for w in busy], limit)
+            now = time.monotonic()
+            for w in busy:
+                i = w.job
+                if w.conn in ready:
+                    try:
+                        done[i] = w.conn.recv()
+                        w.job = None
+                        continue
+                    except (EOFError, OSError):
+                        pass  # the worker died while sending: handled below
+                if w.proc.sentinel in ready or not w.proc.is_alive():
+                    how = w.death()
+                    done[i] = Outcome(error=f"{describe(jobs[i])}: the worker reading it died "
+                                      f"({how}; out of memory?)", kind="died",
+                                      seconds=now - w.started)
+                elif timeout and now - w.started >= timeout:
+                    done[i] = Outcome(error=f"{describe(jobs[i])}: gave up after {timeout:g} s "
+                                      "(--file-timeout); the decoder did not finish",
+                                      kind="timeout", seconds=now - w.started)
+                else:
+                    continue
+                w.kill()
+                pool.remove(w)
+    finally:
+        interrupts.hook("worker-shutdown")
+        for w in pool:
+            if w.job is None and interrupts.interrupted() is None:
+                w.stop()
+            else:
+                w.kill()
