@@ -9,7 +9,8 @@ each polarity at each pixel, ``counts[k, y, x, p]`` (uint16, saturating at 65,53
 and ``n_off`` OFF events gets red ``255 · min(n_on, clip) / clip`` and blue
 ``255 · min(n_off, clip) / clip`` (rounded), green 0; ``clip`` events saturate a channel.
 :func:`write_frames` streams the frames of a whole file (bounded memory) to a video file
-(``.mp4``/``.avi``, OpenCV's writer) or to numbered PNG files in a folder.
+(``.mp4`` H.264, ``.webm`` VP9, ``.avi`` MJPG; :mod:`eventssm.video`) or to numbered PNG
+files in a folder.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from eventssm.events import EventFileError
 
 log = logging.getLogger(__name__)
 
-VIDEO_CODECS = {".mp4": "mp4v", ".avi": "MJPG"}
+from eventssm.video import VIDEO_CODECS  # noqa: E402  (re-exported: render's output types)
 
 
 @numba.njit(cache=True, nogil=True)
@@ -110,42 +111,35 @@ def iter_frames(events: np.ndarray, sensor_size, window_us: float, *, clip: int 
 
 def write_frames(frames: Iterator[np.ndarray], out: str | os.PathLike, fps: float, *,
                  overwrite: bool = False) -> int:
-    """Write RGB ``frames`` to ``out``: a video when it ends with .mp4/.avi, else a new folder
-    of ``frame_00000.png``… Written under a temporary name and renamed at the end, so an
-    interrupted or failed run leaves no half output (and an existing video is replaced only
-    then, with ``overwrite``). Returns the number of frames.
+    """Write RGB ``frames`` to ``out``: a video when it ends with .mp4 (H.264), .webm (VP9) or
+    .avi (Motion-JPEG) (:mod:`eventssm.video`), else a new folder of ``frame_00000.png``…
+    Written under a temporary name and renamed at the end (:func:`eventssm.outputs.atomic_output`),
+    so an interrupted or failed run leaves no half output (and an existing video is replaced
+    only then, with ``overwrite``). Returns the number of frames.
 
     Raises:
-        FileExistsError: ``out`` exists (a folder always; a video unless ``overwrite``).
+        eventssm.outputs.OutputError: ``out`` exists (a folder always; a video unless
+            ``overwrite``; a file that is not a video always).
         EventFileError: no frame to write.
-        OSError: the output cannot be written (or OpenCV cannot open the video writer).
+        OSError: the output cannot be written (or no encoder for the video type).
     """
     import cv2
+
+    from eventssm.outputs import atomic_output, check_output
+    from eventssm.video import is_video, write_video
 
     out = Path(out)
     suffix = out.suffix.lower()
     video = suffix in VIDEO_CODECS
-    if out.exists() and (not video or not overwrite or out.is_dir()):
-        raise FileExistsError(f"{out}: exists" + (" (use --overwrite)" if video else ""))
-    tmp = out.with_name(f".{out.name}.partial{os.getpid()}{suffix if video else ''}")
+    if not video and out.exists():  # only a new folder: PNG frames are never mixed with others
+        raise FileExistsError(f"{out}: exists (give a new folder)")
+    check_output(out, overwrite=overwrite and video, replaceable=is_video, what="a video",
+                 folder=not video)
     n = 0
-    writer = None
-    try:
+    with atomic_output(out, folder=not video, suffix=suffix if video else "") as tmp:
         if video:
-            for rgb in frames:
-                if writer is None:
-                    h, w = rgb.shape[:2]
-                    writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter_fourcc(*VIDEO_CODECS[suffix]),
-                                             float(fps), (w, h))
-                    if not writer.isOpened():
-                        raise OSError(f"{out}: OpenCV cannot write {suffix} video here")
-                writer.write(np.ascontiguousarray(rgb[..., ::-1]))  # OpenCV wants BGR
-                n += 1
-            if writer is not None:
-                writer.release()
-                writer = None
+            n = write_video(frames, tmp, fps, suffix)
         else:
-            tmp.mkdir()
             for rgb in frames:
                 name = tmp / f"frame_{n:05d}.png"
                 if not cv2.imwrite(str(name), np.ascontiguousarray(rgb[..., ::-1])):
@@ -153,15 +147,5 @@ def write_frames(frames: Iterator[np.ndarray], out: str | os.PathLike, fps: floa
                 n += 1
         if n == 0:
             raise EventFileError(None, f"{out}: no frame to write (no events in the time range)")
-        os.replace(tmp, out)
-    finally:
-        if writer is not None:
-            writer.release()
-        if tmp.is_dir():
-            for f in tmp.iterdir():
-                f.unlink()
-            tmp.rmdir()
-        elif tmp.exists():
-            tmp.unlink()
     log.info("wrote %d frames to %s", n, out)
     return n

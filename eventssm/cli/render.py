@@ -13,7 +13,7 @@ from eventssm.cli.info import _SensorSizeCommand, parse_sensor_size
 @click.command("render", cls=_SensorSizeCommand)
 @click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("-o", "--output", "out", required=True, type=click.Path(path_type=Path),
-              help="A .mp4 or .avi video, or a new folder for numbered PNG frames.")
+              help="A .mp4 (H.264), .webm (VP9) or .avi (MJPG) video, or a new folder for numbered PNG frames.")
 @click.option("--window-ms", type=FiniteFloatRange(min=0, min_open=True), default=33.0, show_default=True,
               help="Events per frame: a time window of this length.")
 @click.option("--fps", type=FiniteFloatRange(min=0, min_open=True), default=None,
@@ -29,7 +29,7 @@ from eventssm.cli.info import _SensorSizeCommand, parse_sensor_size
 @click.option("--sensor-size", "sensor_text", default=None, metavar="WxH",
               help="Sensor size when the file does not say.")
 @click.option("--format", "fmt", default=None, help="Reader to use instead of detection.")
-@click.option("--overwrite", is_flag=True, help="Replace an existing video file.")
+@click.option("--overwrite", is_flag=True, help="Replace an existing video file (never another file).")
 def render(file: Path, out: Path, window_ms: float, fps: float | None, start_ms: float,
            duration_ms: float | None, clip: int, scale: int, sensor_text: str | None, fmt: str | None,
            overwrite: bool) -> None:
@@ -40,17 +40,21 @@ def render(file: Path, out: Path, window_ms: float, fps: float | None, start_ms:
     import numpy as np
 
     from eventssm.io import read_events
+    from eventssm.outputs import OutputError, check_output
     from eventssm.render import VIDEO_CODECS, iter_frames, write_frames
     from eventssm.tokenizers.functional import sort_events
+    from eventssm.video import is_video
 
     video = out.suffix.lower() in VIDEO_CODECS
-    if out.exists() and (not video or not overwrite or out.is_dir()):
-        fail(f"{out}: exists" + (" (use --overwrite to replace it)" if video else " (give a new folder)"))
     if not video and out.suffix:
-        fail(f"{out}: unknown output type {out.suffix!r}: give a .mp4 or .avi file, or a folder for PNG frames")
-    parent = out.absolute().parent
-    if not parent.is_dir():
-        fail(f"{out}: folder {parent} does not exist")
+        fail(f"{out}: unknown output type {out.suffix!r}: give a .mp4, .webm or .avi file, or a folder for PNG frames")
+    if out.exists() and not video:
+        fail(f"{out}: exists (give a new folder)")
+    try:  # never the input; --overwrite replaces only a video
+        check_output(out, inputs=[file], overwrite=overwrite, replaceable=is_video, what="a video",
+                     folder=not video)
+    except OutputError as exc:
+        fail(str(exc))
     sensor = parse_sensor_size(sensor_text) if sensor_text else None
     rec = read_events(file, format=fmt, sensor_size=sensor)  # EventFileError: one line (cli main)
     events = sort_events(rec.events)  # the array itself when already in time order

@@ -62,26 +62,34 @@ def simulate(out_dir: Path, per_class: int, size: str, classes: str | None, fmt:
 
     import numpy as np
 
+    from eventssm.outputs import OutputError, atomic_output, check_output
     from eventssm.sim import make_sample
     from eventssm.sim.export import write_recording
 
+    if out_dir.exists() and not out_dir.is_dir():
+        fail(f"{out_dir}: exists and is a file, not a folder; give a new folder")
     try:  # before any rendering: an OUT_DIR that cannot be created fails at once
-        out_dir.mkdir(parents=True, exist_ok=True)
+        out_dir.absolute().parent.mkdir(parents=True, exist_ok=True)
+        check_output(out_dir, folder=True)  # new or empty: existing recordings are never replaced
+    except OutputError as exc:
+        fail(str(exc))
     except OSError as exc:
         fail(f"{out_dir}: cannot create the output folder ({exc.strerror or exc})")
     rng = np.random.default_rng(seed)
     n = 0
-    for name in names:
-        folder = out_dir / name
-        for i in range(per_class):
-            rec = make_sample(name, rng, size=(w, h), n_frames=frames, duration_us=duration_us)
-            path = folder / f"{name}_{i:03d}{FORMATS[fmt]}"
-            try:
-                folder.mkdir(exist_ok=True)
-                write_recording(path, rec, fmt)
-            except OSError as exc:
-                fail(os_error_message(exc, path))
-            except ValueError as exc:  # an encoder's limit, e.g. the sensor is too large for EVT 2.0
-                fail(f"{path}: cannot write as {fmt}: {exc}")
-            n += 1
+    # every file goes into a temporary folder beside OUT_DIR, renamed to OUT_DIR at the end:
+    # an interrupted or failed run leaves no partial data set
+    with atomic_output(out_dir, folder=True) as tmp:
+        for name in names:
+            for i in range(per_class):
+                rec = make_sample(name, rng, size=(w, h), n_frames=frames, duration_us=duration_us)
+                rel = Path(name) / f"{name}_{i:03d}{FORMATS[fmt]}"
+                try:
+                    (tmp / name).mkdir(exist_ok=True)
+                    write_recording(tmp / rel, rec, fmt)
+                except OSError as exc:
+                    fail(os_error_message(exc, out_dir / rel).replace(str(tmp), str(out_dir)))
+                except ValueError as exc:  # an encoder's limit, e.g. the sensor is too large for EVT 2.0
+                    fail(f"{out_dir / rel}: cannot write as {fmt}: {exc}")
+                n += 1
     click.echo(f"wrote {n} recordings ({len(names)} classes, {w}x{h}, {fmt}) to {out_dir}", file=sys.stdout)

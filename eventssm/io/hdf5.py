@@ -44,6 +44,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -329,6 +330,18 @@ def _spike_meta() -> dict[str, Any]:
     }
 
 
+@contextmanager
+def _library_errors(path: Path) -> Iterator[None]:
+    """The HDF5 library's errors on damaged metadata (h5py raises them as OSError or
+    RuntimeError: a bad checksum, an address past the end of the file, "not a group") become one
+    EventFileError. Found by ``benchmarks/fuzz_readers.py`` beneath the guard of read_events."""
+    try:
+        yield
+    except (OSError, RuntimeError) as exc:
+        msg = " ".join(str(exc).split()) or type(exc).__name__
+        raise EventFileError(path, f"damaged HDF5 file: {msg}") from None
+
+
 def read_hdf5(path: str | os.PathLike, sensor_size: SensorSize | None = None) -> Recording:
     """Read one recording from an HDF5 event file (layouts in the module docstring).
 
@@ -340,7 +353,7 @@ def read_hdf5(path: str | os.PathLike, sensor_size: SensorSize | None = None) ->
     """
     p = Path(path)
     size = os.path.getsize(p)
-    with _open(p) as f:
+    with _library_errors(p), _open(p) as f:
         src = _Source(p, f, size)
         events = src.block(0, src.n) if src.n else np.empty(0, EVENT_DTYPE)
 
@@ -362,7 +375,7 @@ def iter_hdf5(
     """
     p = Path(path)
     size = os.path.getsize(p)
-    with _open(p) as f:
+    with _library_errors(p), _open(p) as f:
         src = _Source(p, f, size)
         sensor = src.sensor(sensor_size, lambda: src.max_xy(chunk_events))
         for i in range(0, src.n, chunk_events):
