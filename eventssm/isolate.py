@@ -13,7 +13,9 @@ worker process:
 * a worker that dies (killed by the kernel, a crash in C code) costs only its job.
 
 Results come back in job order. Workers ignore SIGINT (Ctrl-C reaches the whole process group;
-the parent handles it and kills the workers). Reference behaviour: ``[fn(j) for j in jobs]``
+the parent handles it and kills the workers). Test hook: with ``EVENTSSM_TEST_HANG=TEXT`` in
+the environment, a worker given a job whose ``repr`` contains TEXT sleeps instead of running
+it (a stand-in for a decoder stuck in C code). Reference behaviour: ``[fn(j) for j in jobs]``
 with each exception turned into an error line; ``workers=0`` runs exactly that, in this process,
 without limits.
 
@@ -37,6 +39,8 @@ from typing import Any
 from eventssm import interrupts
 
 log = logging.getLogger(__name__)
+
+HANG_ENV = "EVENTSSM_TEST_HANG"
 
 #: default per-file time limit of ``info`` and ``preprocess`` (``--file-timeout``), seconds
 DEFAULT_TIMEOUT = 600.0
@@ -113,6 +117,9 @@ def _worker_main(conn, fn, memory: int | None) -> None:
             return
         if msg is None:
             return
+        hang = os.environ.get(HANG_ENV)
+        if hang and hang in repr(msg):
+            time.sleep(10**6)
         out = _call(fn, msg)
         out.peak_rss = _peak_rss()
         try:
