@@ -114,7 +114,7 @@ def test_ctrl_c_while_a_worker_hangs(tmp_path, work):
     assert first.strip().endswith("up_0.npz")
     time.sleep(0.3)
     proc.send_signal(signal.SIGINT)
-    out, err = proc.communicate(timeout=20)
+    _, err = proc.communicate(timeout=20)
     assert proc.returncode == 130
     assert err.splitlines() == ["error: interrupted; nothing was written"]
     ps = subprocess.run(["ps", "-eo", "ppid="], capture_output=True, text=True).stdout.split()

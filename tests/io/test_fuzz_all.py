@@ -1,11 +1,14 @@
 """Fuzz every registered reader: damaged bytes give a valid Recording or one EventFileError.
 
-Each format starts from a small valid sample: files this project writes itself (npy, npz,
-hdf5, csv, and AEDAT 3.1 through ``eventssm.io.aedat.encode_aedat3``, as no real AEDAT 3.1
-file exists) or the first 4-16 KB of a shared real recording, cut at a record boundary
-(skipped when the shared folder is absent). Hypothesis
-then flips bytes, truncates, inserts garbage and overwrites header numbers. A guard alarm
-turns a hang into a failure instead of a stuck test run.
+The readers are called directly (``FormatSpec.read`` / ``iter_chunks``), beneath the guard of
+``read_events`` that turns any exception into an EventFileError: an IndexError in a decoder is a
+failure here, not a clean error. Each format starts from a small valid sample: files this
+project writes itself (npy, npz, hdf5, csv, and AEDAT 3.1 through
+``eventssm.io.aedat.encode_aedat3``, as no real AEDAT 3.1 file exists) or the first 4-16 KB
+of a shared real recording, cut at a record boundary (skipped when the shared folder is
+absent). Hypothesis then flips bytes, truncates, inserts garbage and overwrites header
+numbers. A guard alarm turns a hang into a failure instead of a stuck test run. The long
+campaign (100,000 inputs per reader, in worker processes) is benchmarks/fuzz_readers.py.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from eventssm.events import EVENT_DTYPE, EventFileError, Recording, make_events, validate_events
-from eventssm.io import formats, iter_events, read_events, write_events
+from eventssm.io import formats, read_events, write_events
 from tests.conftest import recording
 
 HANG_GUARD_S = 120  # generous: a hang, not slowness, is what this catches
@@ -186,18 +189,30 @@ def _alarm(signum, frame):
 
 
 def _check_outcome(path: Path, name: str) -> None:
+    """The reader itself, beneath ``read_events``' guard (which would turn any exception into an
+    EventFileError): a Recording or one EventFileError; any other exception fails the test."""
     size = SENSOR.get(name)
+    spec = formats()[name]
     try:
-        rec = read_events(path, format=name, allow_empty=True, sensor_size=size)
+        rec = spec.read(path, size)
     except EventFileError as exc:
         assert "\n" not in str(exc)
     else:
         assert isinstance(rec, Recording)
         assert rec.events.dtype == EVENT_DTYPE
-        validate_events(rec.events, rec.sensor_size, allow_empty=True)
+        if spec.validated:  # the reader promises the per-event contract itself
+            validate_events(rec.events, rec.sensor_size, allow_empty=True)
+    if spec.iter_chunks is None:
+        return
     try:
-        for chunk in iter_events(path, format=name, chunk_events=50, sensor_size=size):
+        for chunk in spec.iter_chunks(path, 50, size):
             assert chunk.events.dtype == EVENT_DTYPE and len(chunk.events) <= 50
+    except EventFileError as exc:
+        assert "\n" not in str(exc)
+    # and through the public functions: a valid Recording or one EventFileError
+    try:
+        rec = read_events(path, format=name, allow_empty=True, sensor_size=size)
+        validate_events(rec.events, rec.sensor_size, allow_empty=True)
     except EventFileError as exc:
         assert "\n" not in str(exc)
 
@@ -241,3 +256,17 @@ def test_mutate_helper():
     assert mutate(b"abcd", [("insert", 4, b"XY")]) == b"abcdXY"
     assert mutate(b"abcdef", [("number", 2, 2, 0x0102)]) == b"ab\x02\x01ef"
     assert mutate(b"abc", [("number", 2, 4, 2**32 - 1)]) == b"ab\xff"
+
+
+@pytest.mark.parametrize("pos", [74, 111, 1961])
+def test_damaged_hdf5_metadata_is_an_event_file_error_inside_the_reader(workdir, pos):
+    """Regression (benchmarks/fuzz_readers.py): a damaged metadata checksum made h5py raise
+    RuntimeError/OSError out of the hdf5 reader itself, which only read_events' guard caught."""
+    data = bytearray(_own_sample("hdf5", workdir)[0])
+    data[pos] ^= 0xFF
+    path = workdir / f"damaged_{pos}.h5"
+    path.write_bytes(bytes(data))
+    with pytest.raises(EventFileError, match="damaged HDF5 file"):
+        formats()["hdf5"].read(path, None)
+    with pytest.raises(EventFileError, match="damaged HDF5 file"):
+        list(formats()["hdf5"].iter_chunks(path, 50, None))

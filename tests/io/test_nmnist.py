@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import tonic.io as tonic_io  # a declared dependency: a missing install fails here
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -13,8 +14,6 @@ from eventssm.io import detect_format, formats, iter_events, read_events
 from eventssm.io import nmnist as N
 from eventssm.io.kernels import nmnist as KN
 from tests.conftest import recording
-
-tonic_io = pytest.importorskip("tonic.io")
 
 TONIC_DTYPE = np.dtype([("x", np.int64), ("y", np.int64), ("t", np.int64), ("p", np.int64)])
 SETTINGS = settings(max_examples=40, deadline=None,

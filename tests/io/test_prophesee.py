@@ -3,6 +3,7 @@ hand-decoded words, kernel vs .py_func, encoder round trips, streaming, bad inpu
 
 from __future__ import annotations
 
+import expelliarmus  # declared in the test extra: a missing install fails here
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -13,8 +14,6 @@ from eventssm.io import detect_format, formats, iter_events, read_events
 from eventssm.io import prophesee as P
 from eventssm.io.kernels import prophesee as K
 from tests.conftest import recording
-
-expelliarmus = pytest.importorskip("expelliarmus")
 
 SETTINGS = settings(max_examples=40, deadline=None,
                     suppress_health_check=[HealthCheck.function_scoped_fixture])
