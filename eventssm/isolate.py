@@ -166,6 +166,7 @@ class Worker:
         self.kill()
 
     def death(self) -> str:
+        self.proc.join(timeout=1)  # reap it, so its exit status is known
         code = self.proc.exitcode
         if code is not None and code < 0:
             try:
