@@ -171,3 +171,20 @@ def test_exit_codes_of_the_table(tmp_path, work):
     assert res.returncode == 2
     assert one_error_line(res) == "error: cache.h5: exists; pass --overwrite to replace it or --append to add files"
     assert listing(tmp_path) == ["bad.raw"]
+
+
+def test_ctrl_c_during_start_up(tmp_path, work):
+    """Ctrl-C while the command is still importing numpy/numba (before its own handlers are
+    installed): one line and 130, not an import traceback; the cache is untouched."""
+    before = (work / "cache.h5").read_bytes()
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env.pop("EVENTSSM_SIGNAL_AT", None)
+    proc = subprocess.Popen([str(EVENTSSM), "preprocess", "rec", "-o", "cache.h5", "--labels-from", "folder",
+                             "--overwrite"], cwd=work, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    time.sleep(0.3)  # the interpreter is up; eventssm is importing (or already running)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 130, err
+    assert len(err.splitlines()) == 1 and err.startswith("error: interrupted; ") and out == ""
+    assert (work / "cache.h5").read_bytes() == before
