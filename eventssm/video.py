@@ -3,7 +3,8 @@
 * ``.mp4``: H.264 (``libx264``, ``yuv420p``, ``+faststart``), the codec every browser and
   player decodes. The pip wheels of OpenCV carry no H.264 encoder, so the frames are piped to
   the ``ffmpeg`` binary that the ``imageio-ffmpeg`` wheel ships (no system install needed).
-* ``.webm``: VP9 through OpenCV's own FFmpeg (fourcc ``VP90``), playable in every browser.
+* ``.webm``: VP9 (``libvpx-vp9``) through the same ``ffmpeg`` binary, playable in every browser
+  (OpenCV can write VP9 too, but prints a tag warning on stderr for each file).
 * ``.avi``: Motion-JPEG through OpenCV (fourcc ``MJPG``), for tools that want single frames.
 
 H.264 and 4:2:0 chroma need even sides: an odd width or height is padded with one black column
@@ -22,7 +23,12 @@ import numpy as np
 
 #: extension -> codec written (names as FFmpeg reports them)
 VIDEO_CODECS = {".mp4": "h264", ".webm": "vp9", ".avi": "mjpeg"}
-_FOURCC = {".webm": "VP90", ".avi": "MJPG"}
+_FFMPEG_CODEC = {
+    ".mp4": ["-c:v", "libx264", "-preset", "medium", "-crf", "18", "-pix_fmt", "yuv420p",
+             "-movflags", "+faststart", "-f", "mp4"],
+    ".webm": ["-c:v", "libvpx-vp9", "-crf", "30", "-b:v", "0", "-pix_fmt", "yuv420p", "-f", "webm"],
+}
+_FOURCC = {".avi": "MJPG"}
 
 
 def is_video(path: str | os.PathLike) -> bool:
@@ -44,7 +50,7 @@ def _even(rgb: np.ndarray) -> np.ndarray:
     return rgb
 
 
-def _write_h264(frames: Iterator[np.ndarray], tmp: Path, fps: float) -> int:
+def _write_ffmpeg(frames: Iterator[np.ndarray], tmp: Path, fps: float, suffix: str) -> int:
     import imageio_ffmpeg
 
     n = 0
@@ -58,9 +64,7 @@ def _write_h264(frames: Iterator[np.ndarray], tmp: Path, fps: float) -> int:
                     h, w = rgb.shape[:2]
                     cmd = [imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", "-loglevel", "error",
                            "-nostdin", "-y", "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{w}x{h}",
-                           "-r", f"{fps:.6g}", "-i", "-", "-c:v", "libx264", "-preset", "medium",
-                           "-crf", "18", "-pix_fmt", "yuv420p", "-movflags", "+faststart",
-                           "-f", "mp4", str(tmp)]
+                           "-r", f"{fps:.6g}", "-i", "-", *_FFMPEG_CODEC[suffix], str(tmp)]
                     # its own session: Ctrl-C is ours to handle (the finally below ends it)
                     proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
                                             stderr=log, start_new_session=True)
@@ -74,7 +78,7 @@ def _write_h264(frames: Iterator[np.ndarray], tmp: Path, fps: float) -> int:
                 code = proc.wait()
                 if code != 0:
                     msg = " ".join(err.read_text(errors="replace").split())[:300]
-                    raise OSError(f"ffmpeg could not write the H.264 video (status {code}): {msg}")
+                    raise OSError(f"ffmpeg could not write the {suffix} video (status {code}): {msg}")
     finally:
         if proc is not None and proc.poll() is None:
             proc.kill()
@@ -113,8 +117,8 @@ def write_video(frames: Iterator[np.ndarray], path: str | os.PathLike, fps: floa
         OSError: the encoder is missing or failed.
     """
     path = Path(path)
-    if suffix == ".mp4":
-        return _write_h264(frames, path, fps)
+    if suffix in _FFMPEG_CODEC:
+        return _write_ffmpeg(frames, path, fps, suffix)
     return _write_cv2(frames, path, fps, suffix)
 
 

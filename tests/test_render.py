@@ -128,7 +128,7 @@ def test_cli_renders_a_video_with_one_frame_per_window(tmp_path):
 
 
 @pytest.mark.parametrize(("ext", "fourcc"), [(".mp4", "h264"), (".webm", "VP90"), (".avi", "MJPG")])
-def test_video_types_decode_back_with_their_codec(tmp_path, ext, fourcc):
+def test_video_types_decode_back_with_their_codec(tmp_path, ext, fourcc, capfd):
     """Each video type is decoded back by FFmpeg (through OpenCV): its codec, frame count and
     size (odd sides padded to even for 4:2:0 chroma), and the colours of a frame."""
     ev = make_events([0, 4], [0, 2], [0, 25_000], [True, False])  # 5x3 sensor: odd sides
@@ -145,6 +145,7 @@ def test_video_types_decode_back_with_their_codec(tmp_path, ext, fourcc):
     assert bgr[8, 14].max() < 40
     assert out.stat().st_mode & 0o777 == 0o666 & ~_umask()
     assert [p.name for p in tmp_path.iterdir()] == [out.name]  # no temporary file left
+    assert capfd.readouterr().err == ""  # no encoder chatter on stderr
 
 
 def _umask():
