@@ -313,16 +313,23 @@ def campaign(args) -> dict:
                 last_print = now
                 done = sum(s["inputs"] for s in stats.values())
                 print(f"[{(now - t_start) / 60:.1f} min] {done:,} inputs", flush=True)
+                write_summary(args, stats, t_start, out, complete=False)  # a stopped run keeps its figures
+    except KeyboardInterrupt:
+        write_summary(args, stats, t_start, out, complete=False)
+        raise
     finally:
         for w, *_ in slots:
             w.kill()
         for f in Path(tmpdir).iterdir():
             f.unlink()
         os.rmdir(tmpdir)
-    minutes = (time.monotonic() - t_start) / 60
-    summary = {"seed": args.seed, "inputs_per_reader": args.inputs, "minutes": minutes,
-               "workers": args.workers, "time_limit_s": args.time_limit, "memory_gib": args.memory_gib,
-               "peak_mib": args.peak_mib,
+    return write_summary(args, stats, t_start, out, complete=True)
+
+
+def write_summary(args, stats: dict, t_start: float, out: Path, complete: bool) -> dict:
+    summary = {"seed": args.seed, "inputs_per_reader": args.inputs, "complete": complete,
+               "minutes": (time.monotonic() - t_start) / 60, "workers": args.workers,
+               "time_limit_s": args.time_limit, "memory_gib": args.memory_gib, "peak_mib": args.peak_mib,
                "readers": {r: {**s, "findings": dict(s["findings"])} for r, s in stats.items()}}
     (out / "summary.json").write_text(json.dumps(summary, indent=1))
     return summary
