@@ -59,7 +59,7 @@ sys.path.insert(0, str(ROOT))
 
 from eventssm.events import EVENT_DTYPE, EventFileError, Recording, make_events  # noqa: E402
 from eventssm.io import formats, write_events  # noqa: E402
-from eventssm.isolate import Worker  # noqa: E402
+from eventssm.isolate import READY, Worker  # noqa: E402
 from tests.io.test_fuzz_all import REAL, SENSOR, _aedat4_cut, _header_end, _own_sample  # noqa: E402
 
 RECORDINGS = ROOT.parent / "shared" / "data" / "recordings"
@@ -277,9 +277,11 @@ def campaign(args) -> dict:
                 st = stats[reader]
                 if w.conn in ready:
                     try:
-                        res = w.conn.recv()
+                        res = w.receive()
                     except (EOFError, OSError):
                         res = None
+                    if res == READY:
+                        continue
                     if res is not None:
                         st["seconds"] += now - t_sub
                         st["peak_rss_mib"] = max(st["peak_rss_mib"], res.peak_rss / 2**20)

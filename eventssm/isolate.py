@@ -41,6 +41,9 @@ from eventssm import interrupts
 log = logging.getLogger(__name__)
 
 HANG_ENV = "EVENTSSM_TEST_HANG"
+READY = "ready"
+#: seconds a new worker may take to start (a spawned one imports numpy, numba, h5py)
+STARTUP_TIMEOUT = 300.0
 
 #: default per-file time limit of ``info`` and ``preprocess`` (``--file-timeout``), seconds
 DEFAULT_TIMEOUT = 600.0
@@ -110,6 +113,7 @@ def _worker_main(conn, fn, memory: int | None) -> None:
             resource.setrlimit(resource.RLIMIT_AS, (memory, memory))
         except (ValueError, OSError):  # a hard limit below ours: keep the lower one
             pass
+    conn.send(READY)  # the clock of the first job starts now, not while a spawned worker imports
     while True:
         try:
             msg = conn.recv()
@@ -143,6 +147,15 @@ class Worker:
         child.close()
         self.job: int | None = None  # index of the job it is running
         self.started = 0.0
+        self.ready = False  # it has sent READY: the job's clock runs
+
+    def receive(self):
+        """The next message; the READY greeting starts the clock of the job sent before it."""
+        msg = self.conn.recv()
+        if msg == READY:
+            self.ready = True
+            self.started = time.monotonic()
+        return msg
 
     def submit(self, index: int, job: Any) -> None:
         self.job, self.started = index, time.monotonic()
@@ -231,16 +244,19 @@ def run_isolated(
             busy = [w for w in pool if w.job is not None]
             if not busy:
                 continue
-            limit = None
-            if timeout:
-                limit = max(0.0, min(w.started for w in busy) + timeout - time.monotonic())
+            deadlines = [w.started + (timeout if w.ready else STARTUP_TIMEOUT)
+                         for w in busy if timeout or not w.ready]
+            limit = max(0.0, min(deadlines) - time.monotonic()) if deadlines else None
             ready = wait([w.conn for w in busy] + [w.proc.sentinel for w in busy], limit)
             now = time.monotonic()
             for w in busy:
                 i = w.job
                 if w.conn in ready:
                     try:
-                        done[i] = w.conn.recv()
+                        msg = w.receive()
+                        if msg == READY:
+                            continue
+                        done[i] = msg
                         w.job = None
                         continue
                     except (EOFError, OSError):
@@ -250,7 +266,10 @@ def run_isolated(
                     done[i] = Outcome(error=f"{describe(jobs[i])}: the worker reading it died "
                                       f"({how}; out of memory?)", kind="died",
                                       seconds=now - w.started)
-                elif timeout and now - w.started >= timeout:
+                elif not w.ready and now - w.started >= STARTUP_TIMEOUT:
+                    done[i] = Outcome(error=f"{describe(jobs[i])}: the worker process did not start "
+                                      f"within {STARTUP_TIMEOUT:g} s", kind="died", seconds=now - w.started)
+                elif w.ready and timeout and now - w.started >= timeout:
                     done[i] = Outcome(error=f"{describe(jobs[i])}: gave up after {timeout:g} s "
                                       "(--file-timeout); the decoder did not finish",
                                       kind="timeout", seconds=now - w.started)

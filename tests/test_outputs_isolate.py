@@ -149,7 +149,7 @@ def test_run_isolated_keeps_order_and_matches_the_in_process_reference():
     assert got == ref == [(j, j * j) for j in jobs]
 
 
-def test_a_hanging_job_is_killed_and_the_others_go_on():
+def test_a_hanging_job_is_killed_and_the_others_go_on(forked_workers):
     t0 = time.monotonic()
     outs = list(run_isolated(_sleepy, [1, 2, 3], workers=1, timeout=1.0, describe=lambda j: f"job{j}"))
     assert time.monotonic() - t0 < 30
@@ -174,6 +174,18 @@ def test_the_memory_cap_turns_a_huge_allocation_into_an_error():
 # ------------------------------------------------------------------- a real hanging file
 
 
+@pytest.fixture
+def forked_workers(monkeypatch):
+    """The command line forks its workers (it never loads JAX). In a test process where another
+    test loaded JAX, isolate would spawn them instead, and a spawned worker's first file pays
+    for importing numpy/numba/h5py, longer than these tests' 2 s limit on a loaded machine."""
+    import multiprocessing
+
+    import eventssm.isolate as isolate
+
+    monkeypatch.setattr(isolate, "_mp_context", lambda: multiprocessing.get_context("fork"))
+
+
 @pytest.fixture(scope="module")
 def hanging_h5():
     """docs/formats.md's known limit: one byte of a Prophesee-style file's root attribute
@@ -189,7 +201,7 @@ def hanging_h5():
         yield p
 
 
-def test_info_gives_up_on_a_hanging_file_and_goes_on(tmp_path, hanging_h5):
+def test_info_gives_up_on_a_hanging_file_and_goes_on(tmp_path, hanging_h5, forked_workers):
     good = _recordings(tmp_path, 1)[0]
     r = CliRunner().invoke(main, ["info", str(hanging_h5), str(good), "--file-timeout", "2"])
     assert r.exit_code == 1
@@ -198,13 +210,13 @@ def test_info_gives_up_on_a_hanging_file_and_goes_on(tmp_path, hanging_h5):
     assert r.stdout.startswith(f"{good}\n") and "events      : 50" in r.stdout
 
 
-def test_preprocess_skips_a_hanging_file(tmp_path, hanging_h5):
+def test_preprocess_skips_a_hanging_file(tmp_path, hanging_h5, forked_workers):
     files = _recordings(tmp_path)
     r = CliRunner().invoke(main, ["preprocess", str(hanging_h5), *map(str, files), "-o", str(tmp_path / "c.h5"),
                                   "--no-labels", "--skip-bad", "--file-timeout", "2", "--sensor-size", "8x8"])
     assert r.exit_code == 0, r.output
     assert f"skipped: {hanging_h5}: gave up after 2 s (--file-timeout)" in r.stderr
-    assert "2 samples from 2 recordings" in r.stdout
+    assert "2 samples from 2 recordings" in r.stdout, r.stderr
 
 
 def test_interrupts_module_does_not_leak_handlers():
