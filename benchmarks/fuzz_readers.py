@@ -241,7 +241,7 @@ def campaign(args) -> dict:
     ctx = multiprocessing.get_context("fork")
     todo = collections.deque()
     for r in readers:
-        for s in range(0, args.inputs, args.batch):
+        for s in range(args.first, args.inputs, args.batch):
             todo.append((args.seed, r, s, min(args.batch, args.inputs - s), corpus[r], tmpdir,
                          args.peak_mib))
     stats = {r: {"inputs": 0, "findings": collections.Counter(), "peak_rss_mib": 0.0,
@@ -329,7 +329,7 @@ def campaign(args) -> dict:
 
 
 def write_summary(args, stats: dict, t_start: float, out: Path, complete: bool) -> dict:
-    summary = {"seed": args.seed, "inputs_per_reader": args.inputs, "complete": complete,
+    summary = {"seed": args.seed, "first": args.first, "inputs_per_reader": args.inputs, "complete": complete,
                "minutes": (time.monotonic() - t_start) / 60, "workers": args.workers,
                "time_limit_s": args.time_limit, "memory_gib": args.memory_gib, "peak_mib": args.peak_mib,
                "readers": {r: {**s, "findings": dict(s["findings"])} for r, s in stats.items()}}
@@ -363,6 +363,8 @@ def main() -> None:
     ap.add_argument("--peak-mib", type=float, default=256.0,
                     help="a finding when one input raises the worker's peak RSS by more than this")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--first", type=int, default=0,
+                    help="first input index (continue an earlier run of the same --seed)")
     ap.add_argument("--out", default="benchmarks/results/fuzz")
     ap.add_argument("--replay", help="decode one saved input and print the outcome")
     ap.add_argument("--reader", help="with --replay: the reader")

@@ -158,7 +158,7 @@ def _layout(f, path: Path) -> str:
     if isinstance(sp, h5py.Group) and "times" in sp and "units" in sp:
         return "spikes"
     raise EventFileError(
-        path, f"unknown HDF5 layout: top-level keys {sorted(f.keys())}; expected 'events' "
+        path, f"unknown HDF5 layout: top-level keys {sorted(k if isinstance(k, str) else repr(k) for k in f.keys())}; expected 'events' "
         "(x, y, t, p), 'CD/events' (Prophesee) or 'spikes/times' + 'spikes/units' (SHD/SSC)"
     )
 
@@ -330,14 +330,31 @@ def _spike_meta() -> dict[str, Any]:
     }
 
 
+def _raised_in_h5py(exc: BaseException) -> bool:
+    """The innermost frame of ``exc`` is h5py's (its Python or Cython code)."""
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    name = tb.tb_frame.f_code.co_filename.replace(os.sep, "/") if tb is not None else ""
+    return "h5py/" in name
+
+
 @contextmanager
 def _library_errors(path: Path) -> Iterator[None]:
-    """The HDF5 library's errors on damaged metadata (h5py raises them as OSError or
-    RuntimeError: a bad checksum, an address past the end of the file, "not a group") become one
-    EventFileError. Found by ``benchmarks/fuzz_readers.py`` beneath the guard of read_events."""
+    """Errors of the HDF5 library and h5py on damaged metadata become one EventFileError: h5py
+    raises OSError or RuntimeError for libhdf5's errors (a bad checksum, an address past the end
+    of the file, "not a group"), and ValueError/TypeError/KeyError when it cannot map a damaged
+    datatype to NumPy ("Insufficient precision in available types"). Only exceptions raised
+    inside h5py are translated, so a bug of this reader still surfaces. Found by
+    ``benchmarks/fuzz_readers.py`` beneath the guard of read_events."""
     try:
         yield
     except (OSError, RuntimeError) as exc:
+        msg = " ".join(str(exc).split()) or type(exc).__name__
+        raise EventFileError(path, f"damaged HDF5 file: {msg}") from None
+    except (ValueError, TypeError, KeyError) as exc:
+        if isinstance(exc, EventFileError) or not _raised_in_h5py(exc):
+            raise
         msg = " ".join(str(exc).split()) or type(exc).__name__
         raise EventFileError(path, f"damaged HDF5 file: {msg}") from None
 

@@ -27,7 +27,7 @@ from hypothesis import strategies as st
 
 from eventssm.events import EVENT_DTYPE, EventFileError, Recording, make_events, validate_events
 from eventssm.io import formats, read_events, write_events
-from tests.conftest import recording
+from tests.conftest import TEST_DATA, recording
 
 HANG_GUARD_S = 120  # generous: a hang, not slowness, is what this catches
 
@@ -270,3 +270,19 @@ def test_damaged_hdf5_metadata_is_an_event_file_error_inside_the_reader(workdir,
         formats()["hdf5"].read(path, None)
     with pytest.raises(EventFileError, match="damaged HDF5 file"):
         list(formats()["hdf5"].iter_chunks(path, 50, None))
+
+
+@pytest.mark.parametrize(("name", "needle"), [
+    ("hdf5_keys_bytes_and_str.h5", "unknown HDF5 layout: top-level keys [\"b'spik\\\\xff\\\\xff'\", 'labels']"),
+    ("hdf5_float_type_damaged.h5", "damaged HDF5 file: Insufficient precision in available types"),
+])
+def test_fuzz_campaign_findings_in_the_hdf5_reader(name, needle):
+    """Regressions from benchmarks/fuzz_readers.py (inputs 14404 and 11032 of seed 0, SHD-style
+    files): a damaged link name came back as bytes and sorting it with str names raised
+    TypeError; a damaged float datatype made h5py raise ValueError. Both escaped the reader."""
+    path = TEST_DATA / "fuzz" / name
+    spec = formats()["hdf5"]
+    for run in (lambda: spec.read(path, None), lambda: list(spec.iter_chunks(path, 50, None))):
+        with pytest.raises(EventFileError) as err:
+            run()
+        assert needle in str(err.value)
