@@ -103,7 +103,8 @@ def _times(a: np.ndarray, scale: int, path) -> np.ndarray:
     if a.dtype.kind == "f":
         if not np.isfinite(a).all():
             raise EventFileError(path, "timestamps hold NaN or infinite values")
-        us = np.rint(a.astype(np.float64) * scale)
+        with np.errstate(over="ignore"):  # a huge value becomes inf, refused just below
+            us = np.rint(a.astype(np.float64) * scale)
         if np.abs(us).max() >= 2.0**63:
             raise EventFileError(path, "timestamps overflow 64-bit microseconds")
         return us.astype(np.int64)

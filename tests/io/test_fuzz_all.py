@@ -286,3 +286,16 @@ def test_fuzz_campaign_findings_in_the_hdf5_reader(name, needle):
         with pytest.raises(EventFileError) as err:
             run()
         assert needle in str(err.value)
+
+
+def test_huge_float_timestamps_are_one_error_without_a_warning(tmp_path):
+    """Regression (fuzz campaign, npy reader): a tonic-layout .npy whose t (ms) is 1e306
+    overflowed float64 when scaled to µs and printed a RuntimeWarning before the error.
+    pytest turns warnings into errors, so this test also fails if the warning comes back."""
+    ev = _events(4)
+    arr = np.stack([ev["x"], ev["y"], ev["p"], ev["t"] / 1000.0], axis=1)
+    arr[2, 3] = 1e306
+    path = tmp_path / "huge_t.npy"
+    np.save(path, arr)
+    with pytest.raises(EventFileError, match="overflow 64-bit microseconds"):
+        formats()["npy"].read(path, None)
