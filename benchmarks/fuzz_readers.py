@@ -13,6 +13,7 @@ is a finding:
 
 * ``crash``: any other exception type (the guard of ``read_events`` would have hidden it);
 * ``contract``: a validated reader returned events outside the sensor or of the wrong dtype;
+* ``warning``: the reader emitted a warning (the command line would print it);
 * ``memory``: ``MemoryError`` under the worker's address-space cap (``--memory-gib``) on an input
   of a few KiB: a reader believed a header;
 * ``memory-peak``: one input raised the worker's peak resident memory by more than
@@ -49,6 +50,7 @@ import sys
 import tempfile
 import time
 import traceback
+import warnings
 from multiprocessing.connection import wait
 from pathlib import Path
 
@@ -169,7 +171,18 @@ def make_input(seed: int, reader: str, index: int, corpus: list[bytes]) -> bytes
 
 
 def decode(path: Path, reader: str) -> str | None:
-    """Run the reader on ``path``: ``None`` (a Recording or EventFileError) or a finding."""
+    """Run the reader on ``path``: ``None`` (a Recording or EventFileError) or a finding. A
+    warning (e.g. NumPy's RuntimeWarning) is a finding too: the CLI would print it."""
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        res = _decode(path, reader)
+    if res is None and seen:
+        w = seen[0]
+        return f"warning: {w.category.__name__}: {str(w.message)[:150]} ({Path(w.filename).name}:{w.lineno})"
+    return res
+
+
+def _decode(path: Path, reader: str) -> str | None:
     spec = formats()[reader]
     size = SENSOR.get(reader)
     try:
@@ -253,7 +266,7 @@ def campaign(args) -> dict:
 
     def record(reader, index, kind):
         key = kind.split(":")[0]
-        if key == "crash":  # crash: <exception type>
+        if key in ("crash", "warning"):  # crash: <exception type>
             key = ": ".join(kind.split(": ")[:2])
         stats[reader]["findings"][key] += 1
         if stats[reader]["findings"][key] <= 5:  # keep a few inputs of each kind
