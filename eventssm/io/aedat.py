@@ -38,10 +38,11 @@ datasets show them. jAER stores y counting upwards from the bottom row for both 
 draws with OpenGL), so this reader turns y round: ``y = H - 1 - raw``. It keeps jAER's mirror
 of x. libcaer's DVS128 driver makes the same two flips (``x = 127 - raw``, "flip along X axis,
 to correct for flipped camera"; ``y = 127 - raw``, "to convert to CG format"), so an AEDAT 2.0
-DVS128 recording read here equals the same scene written by libcaer in AEDAT 3.1; a person
-walking in front of the DVS128 has the head at small y (tests/io/test_orientation.py). Camera sizes: DVS128 128x128, DAVIS240A/B/C 240x180, DAVIS346* 346x260,
-DAVIS640 640x480. Unknown camera: pass ``sensor_size`` (a 128x128 size selects the DVS128
-layout, any other size the DAVIS layout); otherwise :class:`EventFileError`.
+DVS128 recording read here equals the same scene written by libcaer in AEDAT 3.1, and a person
+standing up in front of a DVS128 moves mostly in rows of small y (tests/io/test_orientation.py).
+Camera sizes: DVS128 128x128, DAVIS240A/B/C 240x180, DAVIS346* 346x260, DAVIS640 640x480.
+Unknown camera: pass ``sensor_size`` (a 128x128 size selects the DVS128 layout, any other
+size the DAVIS layout); otherwise :class:`EventFileError`.
 
 AEDAT 3.1 (cAER / libcaer, ``#!AER-DAT3.1``)
 --------------------------------------------
