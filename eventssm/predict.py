@@ -48,6 +48,7 @@ __all__ = [
     "Prediction",
     "Predictor",
     "RunInfo",
+    "check_cache",
     "check_inputs",
     "chunk_width",
     "file_settings",
@@ -208,6 +209,29 @@ def file_settings(info: RunInfo, sensor_size: SensorSize, *, flip_x: bool = Fals
     return settings, note
 
 
+def check_cache(info: RunInfo, dataset, cache: str | os.PathLike) -> None:
+    """Refuse, in one line, a token cache the checkpoint cannot be evaluated on (no JAX).
+
+    The cache's slicing may differ (it only chooses samples); its token settings, grid and
+    class names must be the checkpoint's. A cache from another sensor size names both sizes.
+    """
+    ds = dataset
+    other_grid = tuple(ds.grid_size[:2]) != info.grid or ds.vocab_size != info.vocab_size
+    if other_grid and tuple(ds.sensor_size[:2]) != tuple(info.sensor_size[:2]):
+        raise PredictError(
+            f"{cache}: token grid {_fmt(ds.grid_size)} (sensor {_fmt(ds.sensor_size)}) differs from the "
+            f"checkpoint's {_fmt(info.grid)} (sensor {_fmt(info.sensor_size)}); rebuild the cache with "
+            f"`preprocess --target-size {_fmt(info.grid)}` to rescale its recordings to the checkpoint's grid")
+    if other_grid or not info.settings.same_tokens(ds.settings):
+        diff = [d for d in info.settings.differences(ds.settings)
+                if d.split(":")[0] in TokenizerSettings.TOKEN_FIELDS]
+        raise PredictError(f"{cache}: tokenizer settings differ from those {info.path} was trained with "
+                           f"(checkpoint != cache: {'; '.join(diff)})")
+    if tuple(ds.class_names) != info.class_names:
+        raise PredictError(f"{cache}: class names {list(ds.class_names)} differ from the checkpoint's "
+                           f"{list(info.class_names)}")
+
+
 # --------------------------------------------------------------------------------------------
 # the model (JAX from here on, imported inside the functions)
 
@@ -323,6 +347,11 @@ class Predictor:
         self.batch_size = max(int(batch_size), 1)
         self._model = None
         self._streamer = None
+        # padded lengths: the slice length itself too, so slices are not padded to 1024+
+        sl = self.info.settings.slice_events
+        from eventssm.tokenizers.batching import DEFAULT_BUCKETS
+
+        self._buckets = tuple(sorted({*DEFAULT_BUCKETS, *((sl,) if sl and sl < DEFAULT_BUCKETS[-1] else ())}))
 
     @property
     def model(self):
@@ -368,9 +397,13 @@ class Predictor:
         forward = _forward_fn()
         for i in range(0, len(short), self.batch_size):
             ks = short[i:i + self.batch_size]
-            b = pad_batch([samples[k] for k in ks], [0] * len(ks))
+            # rows padded to a power of two (repeating a sample, whose row is dropped): files
+            # with any number of slices share a few compiled shapes
+            rows = min(1 << (len(ks) - 1).bit_length(), self.batch_size)
+            batch = [samples[k] for k in ks] + [samples[ks[0]]] * (rows - len(ks))
+            b = pad_batch(batch, [0] * len(batch), buckets=self._buckets)
             z = forward(self.model, jnp.asarray(b.tokens), jnp.asarray(b.dt), jnp.asarray(b.mask))
-            out[ks] = np.asarray(z, np.float64)
+            out[ks] = np.asarray(z, np.float64)[: len(ks)]
         for k in sorted(set(range(len(samples))) - set(short)):  # beyond the largest padded length
             out[k] = _streamed(self._streaming(), *samples[k], LONG_CHUNK)[-1][1]
         return out
@@ -382,11 +415,11 @@ class Predictor:
             EventFileError: the file cannot be read or has no events (names it).
             PredictError: its sensor cannot be put on the checkpoint's grid (names both sizes).
         """
-        from eventssm.train.loop import recording_log_probs
-
-        rec, tokens, dt, lengths, note, settings = self.tokenize(path)
+        rec, tokens, dt, lengths, note, settings = self.tokenize(path)  # refusals come before JAX
         if len(lengths) == 0:
             raise EventFileError(path, "no events to classify")
+        from eventssm.train.loop import recording_log_probs
+
         z = self.logits(tokens, dt, lengths)
         t = self.info.temperature or 1.0
         _, _, _, mean = recording_log_probs(np.zeros(len(z), np.int64), _log_softmax(z / t))
