@@ -34,6 +34,7 @@ import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -153,7 +154,8 @@ def check_inputs(inputs: Iterable[str | os.PathLike], *, format: str | None = No
                 continue
             if not found:
                 errors.append(f"{p}: no recordings found in this folder")
-            good.extend(Path(f) for f in found)
+            # shown as the user named the folder: relative stays relative
+            good.extend(Path(f) if p.is_absolute() else Path(os.path.relpath(f)) for f in found)
             continue
         if not p.exists():
             errors.append(f"{p}: No such file")
@@ -369,15 +371,35 @@ class Predictor:
             self._streamer = Streamer(self.model)  # compiled once, for every file
         return self._streamer
 
+    def _read(self, path) -> tuple[Any, str | None]:
+        """Read a file; a file that does not state its sensor size (a header without geometry,
+        or a size inferred from the largest coordinates) is read on the checkpoint's sensor
+        when its events fit, and a note says so. ``--sensor-size`` always wins."""
+        from eventssm.io import read_events
+
+        ckpt = tuple(self.info.sensor_size)
+        note = f"{path}: the file does not state its sensor size; read as the checkpoint's {_fmt(ckpt)}"
+        if self.sensor_size is not None:
+            return read_events(path, format=self.format, sensor_size=self.sensor_size), None
+        try:
+            rec = read_events(path, format=self.format)
+        except EventFileError as exc:
+            if "--sensor-size" not in str(exc):
+                raise
+            return read_events(path, format=self.format, sensor_size=ckpt), note
+        if rec.meta.get("sensor_size_inferred") and rec.sensor_size[0] <= ckpt[0] and rec.sensor_size[1] <= ckpt[1]:
+            return replace(rec, sensor_size=ckpt), note
+        return rec, None
+
     def tokenize(self, path: str | os.PathLike):
         """``(events read, tokens, dt, lengths, note)`` of one file with the checkpoint's
         settings (and slicing) on its grid. No JAX."""
-        from eventssm.io import read_events
         from eventssm.tokenizers.dataset import tokenize_recording
 
-        rec = read_events(path, format=self.format, sensor_size=self.sensor_size)
+        rec, assumed = self._read(path)
         settings, note = file_settings(self.info, rec.sensor_size, flip_x=self.flip_x, flip_y=self.flip_y,
                                        stretch=self.stretch, path=path)
+        note = note or assumed
         try:
             tokens, dt, lengths, _ = tokenize_recording(rec.events, rec.sensor_size, settings)
         except EventFileError as exc:  # tokenize's errors do not know the file

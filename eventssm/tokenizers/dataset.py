@@ -1531,7 +1531,7 @@ class _FileTokenDataset(TokenDataset):
             size = tuple(int(v) for v in rec.sensor_size)
             if common is None:
                 common = size
-            elif size != common:
+            elif size != common and not settings.same_grid_for_any_sensor():
                 raise EventFileError(
                     p, f"sensor size {_fmt_size(size)} differs from {_fmt_size(common)} of "
                     f"{paths[0]}; give one sensor_size for all"

@@ -189,6 +189,25 @@ def test_other_sensor_rescaled_or_refused(ws, tmp_path):
     assert _classify(root / "run", tmp_path / "wide.npz", "--stretch").exit_code == 0
 
 
+def test_file_without_sensor_size_read_on_the_checkpoints(ws, tmp_path):
+    """A DAT file without % Width/% Height is read on the checkpoint's 10x10 sensor (a note
+    says so): the same result as the same events stored with their 10x10 sensor."""
+    import struct
+
+    from eventssm.predict import Predictor
+
+    root, _ = ws
+    ev = _events(150, 8, 7, 11)
+    recs = [(int(t), int(x) | (int(y) << 14) | (int(p) << 28)) for x, y, t, p in ev.tolist()]
+    (tmp_path / "nogeom.dat").write_bytes(b"% Data file containing CD events.\n% Version 2\n" + bytes([0x0C, 8])
+                                          + b"".join(struct.pack("<II", *r) for r in recs))
+    write_events(tmp_path / "same.npz", Recording(ev, (10, 10, 2), {}))
+    p = Predictor(root / "run")
+    a, b = p.predict_file(tmp_path / "nogeom.dat"), p.predict_file(tmp_path / "same.npz")
+    assert "does not state its sensor size; read as the checkpoint's 10x10" in a.note
+    assert a.probabilities == pytest.approx(b.probabilities, abs=1e-6)
+
+
 def test_flip_options_compose_with_the_checkpoint(ws, tmp_path):
     """--flip-y on an upside-down copy gives the original's probabilities."""
     from eventssm.predict import Predictor

@@ -94,6 +94,8 @@ def test_cache_mixes_sensors_rescaled_per_recording(tmp_path):
         x2 = ev["x"].astype(int) * 5 // w
         y2 = (h - 1 - ev["y"].astype(int)) * 4 // h  # flipped on its own sensor, then rescaled
         assert np.array_equal(ds[k][0], 2 * (x2 * 4 + y2) + ev["p"])
+    lazy = TokenDataset.from_files(files, ["c0", "c1", "c0"], settings=settings)  # tokens on access
+    assert all(np.array_equal(lazy[k][0], ds[k][0]) for k in range(3))
 
 
 def test_cache_without_target_size_still_refuses_mixed_sensors(tmp_path):
