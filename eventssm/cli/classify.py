@@ -11,7 +11,6 @@ import csv
 import io
 import json
 import os
-import tempfile
 from pathlib import Path
 
 import click
@@ -132,11 +131,6 @@ def _write_results(output: Path, rows: list[dict]) -> None:
             w.writerow([r["file"], r["label"], f"{r['probability']:.4f}", int(r["calibrated"]),
                         ";".join(f"{t['class']}:{t['p']:.4f}" for t in r["top"])])
         text = buf.getvalue()
-    fd, tmp = tempfile.mkstemp(prefix=f".{output.name}.", dir=output.absolute().parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.replace(tmp, output)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    from eventssm.io.writers import write_bytes_atomic
+
+    write_bytes_atomic(output, text.encode())
