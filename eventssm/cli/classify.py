@@ -79,6 +79,8 @@ def classify(run: Path, files: tuple[Path, ...], top: int, stream_every: int, as
     for path in good:
         try:
             pred = predictor.predict_file(path, stream_every=stream_every)
+        except KeyboardInterrupt:
+            fail("interrupted" + (f"; {output} was not written" if output is not None else ""), code=130)
         except (EventFileError, PredictError) as exc:
             click.echo(f"error: {exc}", err=True)
             failed += 1
