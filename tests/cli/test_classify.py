@@ -263,3 +263,30 @@ def test_real_evt3_on_a_dvs128_checkpoint_names_both_sizes(tmp_path):
     code, jax_loaded, out = _no_jax("classify", tmp_path / "run", path)
     assert code == 1 and not jax_loaded
     assert "sensor 1280x720 differs from the checkpoint's 128x128" in out and out.count("error:") == 1
+
+
+@pytest.mark.parametrize("trained, sensor, expect", [
+    (TokenizerSettings(downsample=4), (64, 64), "same"),  # the checkpoint's own sensor
+    (TokenizerSettings(downsample=4), (128, 128), (16, 16)),  # same aspect: onto the 16x16 grid
+    (TokenizerSettings(downsample=4), (32, 32), (16, 16)),  # smaller: stretched up, not a corner
+    (TokenizerSettings(downsample=4), (64, 48), "refused"),
+    (TokenizerSettings(target_size=(8, 8)), (640, 480), (8, 8)),  # trained on mixed sensors
+])
+def test_file_settings_geometry(trained, sensor, expect, tmp_path):
+    """No JAX: which grid a recording of another sensor is tokenized on."""
+    from eventssm.predict import PredictError, RunInfo, file_settings
+
+    info = RunInfo(tmp_path, trained, ("a", "b"), (64, 64, 2), trained.vocab_size((64, 64, 2)))
+    if expect == "refused":
+        with pytest.raises(PredictError, match="sensor 64x48 differs from the checkpoint's 64x64"):
+            file_settings(info, (*sensor, 2), path="f.raw")
+        settings, note = file_settings(info, (*sensor, 2), stretch=True)
+        assert settings.grid_size((*sensor, 2))[:2] == (16, 16) and "rescaled" in note
+        return
+    settings, note = file_settings(info, (*sensor, 2), flip_y=True)
+    assert settings.flip_y and not settings.flip_x
+    if expect == "same":
+        assert note is None and settings == TokenizerSettings(downsample=4, flip_y=True)
+    else:
+        assert settings.grid_size((*sensor, 2))[:2] == expect == info.grid
+        assert settings.vocab_size((*sensor, 2)) == info.vocab_size and "rescaled" in note
