@@ -157,8 +157,9 @@ def _layout(f, path: Path) -> str:
     sp = f.get("spikes")
     if isinstance(sp, h5py.Group) and "times" in sp and "units" in sp:
         return "spikes"
+    keys = sorted(k if isinstance(k, str) else repr(k) for k in f.keys())  # a damaged name: bytes
     raise EventFileError(
-        path, f"unknown HDF5 layout: top-level keys {sorted(k if isinstance(k, str) else repr(k) for k in f.keys())}; expected 'events' "
+        path, f"unknown HDF5 layout: top-level keys {keys}; expected 'events' "
         "(x, y, t, p), 'CD/events' (Prophesee) or 'spikes/times' + 'spikes/units' (SHD/SSC)"
     )
 

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 import os
-import uuid
 from pathlib import Path
 from typing import Any
 
@@ -81,7 +80,7 @@ def _write_npz(tmp: Path, rec: Recording, compression: str | None) -> None:
         "meta": np.array(meta_json(rec.meta)),
     }
     save = np.savez if compression is None else np.savez_compressed
-    with open(tmp, "xb") as f:
+    with open(tmp, "wb") as f:  # tmp: the empty temporary file of atomic_output
         save(f, **arrays)
 
 
@@ -125,16 +124,25 @@ def write_events(
         meta_json(recording.meta)
     except (TypeError, ValueError) as exc:
         raise ValueError(f"cannot store meta: {exc}") from None
-    tmp = dest.with_name(f".{dest.name}.{uuid.uuid4().hex}.tmp")
-    try:
+    from eventssm.outputs import atomic_output
+
+    with atomic_output(dest) as tmp:  # renamed at the end; removed on any error or interrupt
         if fmt == "hdf5":
             _write_hdf5(tmp, recording, compression)
         else:
             _write_npz(tmp, recording, compression)
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
-        os.replace(tmp, dest)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    return dest
+
+
+def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> Path:
+    """Write ``data`` to ``path`` through a temporary file in the same folder, renamed at the
+    end (:func:`eventssm.outputs.atomic_output`: usual permissions, a rename that SIGINT/SIGTERM
+    cannot cut): an interrupted write leaves ``path`` as it was and no temporary file."""
+    from eventssm.outputs import atomic_output
+
+    dest = Path(path)
+    with atomic_output(dest) as tmp:
+        tmp.write_bytes(data)
     return dest

@@ -11,7 +11,6 @@ import os
 from pathlib import Path
 
 from eventssm.events import Recording
-from eventssm.outputs import atomic_output
 
 
 def encode(rec: Recording, fmt: str) -> bytes:
@@ -38,7 +37,6 @@ def write_recording(path: str | os.PathLike, rec: Recording, fmt: str) -> Path:
 
         write_events(path, rec, format="hdf5" if fmt == "h5" else "npz")
         return path
-    data = encode(rec, fmt)
-    with atomic_output(path) as tmp:
-        tmp.write_bytes(data)
-    return path
+    from eventssm.io.writers import write_bytes_atomic
+
+    return write_bytes_atomic(path, encode(rec, fmt))

@@ -18,6 +18,7 @@ import numpy as np
 from flax import nnx
 
 from eventssm.models.classifier import ClassifierConfig, EventClassifier
+from eventssm.outputs import usual_mode
 
 
 def _key(path) -> str:
@@ -65,6 +66,7 @@ def save_checkpoint(
         )
     folder.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
+    os.chmod(tmp, usual_mode(folder=True))  # mkdtemp makes 0700; a run folder is 0777 - umask
     try:
         params = nnx.state(model, nnx.Param)
         np.savez(tmp / "params.npz", **_flat(params))

@@ -8,6 +8,7 @@ from flax import nnx
 
 from eventssm.models.classifier import EventClassifier
 from eventssm.models.presets import get_preset
+from eventssm.outputs import usual_mode
 from eventssm.train import TrainConfig, batches, evaluate, fit, load_checkpoint, param_labels, save_checkpoint
 from eventssm.train.checkpoint import CheckpointError
 from eventssm.train.data import split_by_source
@@ -113,6 +114,7 @@ def test_checkpoint_round_trip_gives_identical_logits(tmp_path):
     np.testing.assert_array_equal(np.asarray(_forward(loaded, tokens, dt)), np.asarray(ref))
     assert extras["tokenizer"] == {"a": 1} and extras["train"]["steps"] == 3
     assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]  # no temp folder left
+    assert (tmp_path / "run").stat().st_mode & 0o777 == usual_mode(folder=True)  # not mkdtemp's 0700
 
 
 def test_checkpoint_errors(tmp_path):
