@@ -456,6 +456,8 @@ class _Npz:
                 self.path, f"member {key}: implausible size {info.file_size} for "
                 f"{info.compress_size} compressed bytes", where,
             )
+        if info.flag_bits & 0x1:  # zipfile raises RuntimeError for these (fuzz campaign finding)
+            raise EventFileError(self.path, f"member {key}: encrypted (NumPy never writes that)", where)
         try:
             stream = self.zf.open(info)
         except (zipfile.BadZipFile, NotImplementedError, ValueError, OSError, EOFError,

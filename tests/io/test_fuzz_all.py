@@ -299,3 +299,18 @@ def test_huge_float_timestamps_are_one_error_without_a_warning(tmp_path):
     np.save(path, arr)
     with pytest.raises(EventFileError, match="overflow 64-bit microseconds"):
         formats()["npy"].read(path, None)
+
+
+def test_encrypted_npz_member_is_one_error(workdir):
+    """Regression (fuzz campaign, npz reader): a member whose 'encrypted' flag bit is set made
+    zipfile raise RuntimeError ("password required") out of the reader."""
+    data = bytearray(_own_sample("npz", workdir)[0])
+    for sig, flag_at in ((b"PK\x03\x04", 6), (b"PK\x01\x02", 8)):  # local and central headers
+        pos = data.find(sig)
+        while pos >= 0:
+            data[pos + flag_at] |= 0x1
+            pos = data.find(sig, pos + 4)
+    path = workdir / "encrypted.npz"
+    path.write_bytes(bytes(data))
+    with pytest.raises(EventFileError, match="encrypted"):
+        formats()["npz"].read(path, None)
