@@ -56,7 +56,7 @@ def _write_hdf5(tmp: Path, rec: Recording, compression: str | None) -> None:
         opts["shuffle"] = True
         if compression == "gzip":
             opts["compression_opts"] = 4
-    with h5py.File(tmp, "x", libver="v110") as f:
+    with h5py.File(tmp, "w", libver="v110") as f:  # tmp: atomic_output's empty file
         g = f.create_group("events")
         ev = rec.events
         g.create_dataset("x", data=ev["x"], dtype=np.int16, **opts)
