@@ -245,7 +245,7 @@ def test_cheap_checks_run_before_jax(ws, tmp_path):
     (tmp_path / "x.xyz").write_bytes(b"hello")
     code, jax_loaded, out = _no_jax("classify", root / "run", tmp_path / "nothere.raw", tmp_path / "x.xyz")
     assert (code, jax_loaded) == (1, False)
-    assert "nothere.raw: No such file" in out and "unknown format" in out
+    assert "nothere.raw: No such file" in out and f"cannot tell the format of {tmp_path / 'x.xyz'}" in out
     write_events(tmp_path / "wide.npz", Recording(_events(100, 20, 10, 1), (20, 10, 2), {}))
     code, jax_loaded, out = _no_jax("classify", root / "run", tmp_path / "wide.npz")
     assert (code, jax_loaded) == (1, False) and "20x10" in out and "10x10" in out
