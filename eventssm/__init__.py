@@ -4,7 +4,6 @@ Importing the package is cheap and never imports JAX: readers and tokenizers liv
 ``eventssm.io`` / ``eventssm.tokenizers``; models in ``eventssm.models`` (imports JAX).
 """
 
-import logging
 import os
 import signal
 import sys
@@ -28,6 +27,8 @@ def _quiet_start() -> None:
 
 
 _quiet_start()
+
+import logging  # noqa: E402
 
 from eventssm.events import EVENT_DTYPE, EventFileError, Recording, make_events, validate_events  # noqa: E402
 

@@ -33,6 +33,7 @@ from eventssm import interrupts
 IN_PROGRESS: list[Path] = []
 ABANDONED: list[Path] = []
 PUBLISHED: list[Path] = []
+_TMP_FOLDERS: list[Path] = []  # temporary folders of outputs in progress
 
 
 class OutputError(ValueError):
@@ -131,7 +132,8 @@ def publish(tmp: Path, out: Path, *, folder: bool = False) -> None:
             raise KeyboardInterrupt
         os.chmod(tmp, usual_mode(folder))
         os.replace(tmp, out)
-        PUBLISHED.append(out)
+        if not any(t in out.absolute().parents for t in _TMP_FOLDERS):
+            PUBLISHED.append(out)
 
 
 @contextmanager
@@ -144,14 +146,19 @@ def atomic_output(out: str | os.PathLike, *, folder: bool = False, suffix: str =
     that picks the container by extension).
     """
     out = Path(out)
+    # an output written inside another output's temporary folder (simulate's files) is part of
+    # that output: only the outer one is named when a command is interrupted
+    nested = any(t in out.absolute().parents for t in _TMP_FOLDERS)
     with interrupts.deferred():  # the temporary file is registered for clean-up atomically
         if folder:
             tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=f".tmp{suffix}", dir=out.parent))
+            _TMP_FOLDERS.append(tmp.absolute())
         else:
             fd, name = tempfile.mkstemp(prefix=f".{out.name}.", suffix=f".tmp{suffix}", dir=out.parent)
             os.close(fd)
             tmp = Path(name)
-        IN_PROGRESS.append(out)
+        if not nested:
+            IN_PROGRESS.append(out)
     try:
         yield tmp
         interrupts.hook("before-publish")
@@ -159,11 +166,15 @@ def atomic_output(out: str | os.PathLike, *, folder: bool = False, suffix: str =
     except BaseException:
         with interrupts.deferred():
             _remove(tmp)
-            ABANDONED.append(out)
+            if not nested:
+                ABANDONED.append(out)
         raise
     finally:
         with interrupts.deferred():
-            IN_PROGRESS.remove(out)
+            if not nested:
+                IN_PROGRESS.remove(out)
+            if folder:
+                _TMP_FOLDERS.remove(tmp.absolute())
     interrupts.hook("after-publish")
 
 

@@ -23,6 +23,8 @@ from eventssm.outputs import OutputError, atomic_output, check_output, same_file
 from eventssm.tokenizers.dataset import DatasetError, build_cache, write_cache
 from tests.io.test_fuzz_all import _own_sample
 
+FORK_OK = pytest.mark.filterwarnings("ignore:os.fork:RuntimeWarning")  # JAX's at-fork warning
+
 # ------------------------------------------------------------------------------- outputs
 
 
@@ -149,6 +151,7 @@ def test_run_isolated_keeps_order_and_matches_the_in_process_reference():
     assert got == ref == [(j, j * j) for j in jobs]
 
 
+@FORK_OK
 def test_a_hanging_job_is_killed_and_the_others_go_on(forked_workers):
     t0 = time.monotonic()
     outs = list(run_isolated(_sleepy, [1, 2, 3], workers=1, timeout=1.0, describe=lambda j: f"job{j}"))
@@ -178,7 +181,8 @@ def test_the_memory_cap_turns_a_huge_allocation_into_an_error():
 def forked_workers(monkeypatch):
     """The command line forks its workers (it never loads JAX). In a test process where another
     test loaded JAX, isolate would spawn them instead, and a spawned worker's first file pays
-    for importing numpy/numba/h5py, longer than these tests' 2 s limit on a loaded machine."""
+    for importing numpy/numba/h5py, longer than these tests' 2 s limit on a loaded machine.
+    The forked children only read files (no JAX), so JAX's fork warning is ignored (FORK_OK)."""
     import multiprocessing
 
     import eventssm.isolate as isolate
@@ -201,6 +205,7 @@ def hanging_h5():
         yield p
 
 
+@FORK_OK
 def test_info_gives_up_on_a_hanging_file_and_goes_on(tmp_path, hanging_h5, forked_workers):
     good = _recordings(tmp_path, 1)[0]
     r = CliRunner().invoke(main, ["info", str(hanging_h5), str(good), "--file-timeout", "2"])
@@ -210,6 +215,7 @@ def test_info_gives_up_on_a_hanging_file_and_goes_on(tmp_path, hanging_h5, forke
     assert r.stdout.startswith(f"{good}\n") and "events      : 50" in r.stdout
 
 
+@FORK_OK
 def test_preprocess_skips_a_hanging_file(tmp_path, hanging_h5, forked_workers):
     files = _recordings(tmp_path)
     r = CliRunner().invoke(main, ["preprocess", str(hanging_h5), *map(str, files), "-o", str(tmp_path / "c.h5"),

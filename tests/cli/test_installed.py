@@ -182,7 +182,16 @@ def test_ctrl_c_during_start_up(tmp_path, work):
     proc = subprocess.Popen([str(EVENTSSM), "preprocess", "rec", "-o", "cache.h5", "--labels-from", "folder",
                              "--overwrite"], cwd=work, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True)
-    time.sleep(0.3)  # the interpreter is up; eventssm is importing (or already running)
+    # wait until NumPy's extension is mapped: eventssm is importing (its start-up handler is in
+    # place: it comes before any heavy import) or already running
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and proc.poll() is None:
+        try:
+            if "_multiarray_umath" in Path(f"/proc/{proc.pid}/maps").read_text():
+                break
+        except OSError:
+            break
+        time.sleep(0.01)
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=30)
     assert proc.returncode == 130, err
