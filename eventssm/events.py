@@ -1,4 +1,4 @@
-"""The one event array of the project, and the error every reader raises.
+"""The one event array of the project, the error every reader raises and the argument error.
 
 Events are a structured numpy array with tonic's field names and dtypes, so tonic transforms
 apply unchanged::
@@ -36,6 +36,15 @@ class EventFileError(ValueError):
         where = f" (at byte {offset})" if offset is not None else ""
         prefix = f"{self.path}: " if self.path is not None else ""
         super().__init__(f"{prefix}{message}{where}")
+
+
+class ArgumentError(ValueError):
+    """A bad argument given to a library function (no file involved): a probability outside
+    [0, 1], a negative length, an unknown unit.
+
+    Distinct from :class:`EventFileError` so the CLI reports "invalid argument", not a bad file;
+    a plain ``ValueError`` for callers that catch that.
+    """
 
 
 @dataclass(frozen=True)

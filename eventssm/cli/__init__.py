@@ -14,7 +14,7 @@ import click
 
 from eventssm import __version__
 from eventssm.cli._common import one_line, os_error_message
-from eventssm.events import EventFileError
+from eventssm.events import ArgumentError, EventFileError
 
 # name -> "module:function"; help text is read from the command itself when listed.
 COMMANDS: dict[str, str] = {
@@ -48,7 +48,8 @@ class LazyGroup(click.Group):
 class FriendlyErrors(LazyGroup):
     """Turns every error a command lets through into ONE ``error: ...`` line on stderr.
 
-    * EventFileError (a bad recording), a click usage error (bad option value, missing
+    * EventFileError (a bad recording), ArgumentError (a bad value reaching the library,
+      printed as ``invalid argument: ...``), a click usage error (bad option value, missing
       argument; the line ends with a pointer to the command's ``--help``) and an OSError (a
       file or folder that cannot be created or written): exit status 2.
     * Anything else is a bug: one ``error: internal error: ...`` line and exit status 1, or the
@@ -62,6 +63,8 @@ class FriendlyErrors(LazyGroup):
             raise  # --help, --version, Ctrl-C: click's own handling
         except EventFileError as exc:
             _die(str(exc), 2)
+        except ArgumentError as exc:
+            _die(f"invalid argument: {exc}", 2)
         except click.UsageError as exc:
             sub = exc.ctx.command_path if exc.ctx is not None else ctx.command_path
             _die(f"{exc.format_message()} (see '{sub} --help')", exc.exit_code)
