@@ -21,6 +21,18 @@ EVENT_DTYPE = np.dtype([("x", np.int16), ("y", np.int16), ("t", np.int64), ("p",
 
 SensorSize = tuple[int, int, int]
 
+#: Column names accepted for the event fields in text, CSV and array files (compared in lower
+#: case) -> the field they hold. The one list the readers and ``is_event_text`` use.
+COLUMN_ALIASES: dict[str, str] = {
+    "x": "x", "y": "y",
+    "t": "t", "ts": "t", "timestamp": "t", "time": "t",
+    "p": "p", "pol": "p", "polarity": "p",
+}
+
+#: Time units of the project -> microseconds per unit (``t`` is stored in microseconds; ``dt``
+#: of a token stream and timestamps of text files may be in any of these units).
+US_PER_UNIT: dict[str, int] = {"us": 1, "ms": 1_000, "s": 1_000_000}
+
 
 class EventFileError(ValueError):
     """A file that cannot be decoded into valid events.

@@ -9,6 +9,7 @@ from pathlib import Path
 import click
 
 from eventssm.cli._common import fail, os_error_message, parse_size
+from eventssm.events import US_PER_UNIT
 
 
 @click.command("preprocess")
@@ -31,7 +32,7 @@ from eventssm.cli._common import fail, os_error_message, parse_size
 @click.option("--target-size", default=None, metavar="WxH",
               help="Rescale the sensor to a WxH token grid instead of --downsample.")
 @click.option("--merge-polarity", is_flag=True, help="Ignore polarity (vocabulary halves).")
-@click.option("--time-unit", type=click.Choice(["us", "ms", "s"]), default="ms",
+@click.option("--time-unit", type=click.Choice(list(US_PER_UNIT)), default="ms",
               show_default=True, help="Unit of the stored inter-event times dt.")
 @click.option("--slice-events", type=click.IntRange(min=1), default=None, metavar="N",
               help="Cut every recording into samples of N events (default: one per recording).")

@@ -52,7 +52,7 @@ from typing import Any
 
 import numpy as np
 
-from eventssm.events import EVENT_DTYPE, EventFileError, Recording, SensorSize
+from eventssm.events import COLUMN_ALIASES, EVENT_DTYPE, EventFileError, Recording, SensorSize
 from eventssm.io._base import FormatSpec, register
 
 log = logging.getLogger(__name__)
@@ -67,8 +67,8 @@ DVS128_SENSOR: SensorSize = (128, 128, 2)
 _MAX_DEFLATE_RATIO = 1100
 _MAX_HEADER = 10_000
 
-_T_NAMES = ("t", "ts", "timestamp")
-_P_NAMES = ("p", "pol", "polarity")
+_T_NAMES = tuple(n for n, f in COLUMN_ALIASES.items() if f == "t")  # "t" first: it wins
+_P_NAMES = tuple(n for n, f in COLUMN_ALIASES.items() if f == "p")
 
 
 # --------------------------------------------------------------------------- column helpers

@@ -38,7 +38,14 @@ from typing import Any
 
 import numpy as np
 
-from eventssm.events import EventFileError, Recording, SensorSize, concat_events
+from eventssm.events import (
+    COLUMN_ALIASES,
+    US_PER_UNIT,
+    EventFileError,
+    Recording,
+    SensorSize,
+    concat_events,
+)
 from eventssm.io._base import FormatSpec, register
 from eventssm.io._blocks import rechunk
 from eventssm.io.arrays import events_from_columns, infer_sensor_size
@@ -48,18 +55,8 @@ log = logging.getLogger(__name__)
 MAX_LINE = 4096
 _BLOCK = 1 << 22
 _COMMENTS = ("#", "%")
-_ALIASES = {
-    "x": "x",
-    "y": "y",
-    "t": "t",
-    "ts": "t",
-    "timestamp": "t",
-    "time": "t",
-    "p": "p",
-    "pol": "p",
-    "polarity": "p",
-}
-_UNITS = {"s": 1_000_000, "ms": 1000, "us": 1}
+_ALIASES = COLUMN_ALIASES
+_UNITS = US_PER_UNIT
 
 
 @dataclass(frozen=True)

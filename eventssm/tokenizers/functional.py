@@ -32,7 +32,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from eventssm.events import EVENT_DTYPE, ArgumentError, EventFileError, copy_events
+from eventssm.events import EVENT_DTYPE, US_PER_UNIT, ArgumentError, EventFileError, copy_events
 from eventssm.tokenizers import kernels
 
 log = logging.getLogger(__name__)
@@ -55,7 +55,8 @@ __all__ = [
 
 Downsample = int | tuple[int, int]
 
-TIME_SCALE = {"us": 1.0, "ms": 1e-3, "s": 1e-6}
+#: time unit -> factor from microseconds (1 / ``US_PER_UNIT``: exactly 1.0, 1e-3, 1e-6)
+TIME_SCALE = {unit: 1.0 / us for unit, us in US_PER_UNIT.items()}
 _INT32_MAX = 2**31 - 1
 
 

@@ -15,6 +15,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
+from eventssm.events import COLUMN_ALIASES
 from eventssm.tokenizers.cache.format import FORMAT_NAME
 from eventssm.tokenizers.settings import DatasetError
 
@@ -92,9 +93,6 @@ def find_recordings(
 
 
 _TEXT_EXTENSIONS = (".csv", ".txt")
-#: column names of the csv reader (eventssm.io.text): x, y, t | ts | timestamp | time, p | pol | polarity
-_EVENT_COLUMNS = {"x": "x", "y": "y", "t": "t", "ts": "t", "timestamp": "t", "time": "t",
-                  "p": "p", "pol": "p", "polarity": "p"}
 _SNIFF_BYTES = 1 << 16
 
 
@@ -136,7 +134,7 @@ def is_event_text(path: str | os.PathLike) -> bool:
             numbers += 1
         if numbers == len(fields):
             return numbers >= 4
-        names = {_EVENT_COLUMNS.get(f.strip("\"'").lower()) for f in fields}
+        names = {COLUMN_ALIASES.get(f.strip("\"'").lower()) for f in fields}
         return {"x", "y", "t", "p"} <= names
     return False
 

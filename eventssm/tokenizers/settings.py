@@ -11,11 +11,11 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from eventssm.events import SensorSize
+from eventssm.events import US_PER_UNIT, SensorSize
 
 __all__ = ["TIME_UNITS", "DatasetError", "TokenizerSettings", "check_settings", "coerce_settings"]
 
-TIME_UNITS = ("us", "ms", "s")
+TIME_UNITS = tuple(US_PER_UNIT)  # ("us", "ms", "s")
 
 
 class DatasetError(ValueError):
