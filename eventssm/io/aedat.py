@@ -1180,6 +1180,7 @@ register(FormatSpec(
     read=read_aedat3,
     iter_chunks=iter_aedat3,
     validated=True,  # every event passes the kernels' sensor check
+    encode=lambda rec: encode_aedat3(rec.events, (int(rec.sensor_size[0]), int(rec.sensor_size[1]), 2)),
 ))
 register(FormatSpec(
     name="aedat4",

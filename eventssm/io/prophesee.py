@@ -764,12 +764,15 @@ def encode_dat(events: np.ndarray, width: int, height: int, version: int = 2) ->
 register(FormatSpec(
     "evt2", "Prophesee RAW, EVT 2.0 encoding (32-bit words; Gen3 default)", (".raw",),
     _sniff_evt2, read_evt2, iter_evt2, validated=True,
+    encode=lambda rec: encode_evt2(rec.events, int(rec.sensor_size[0]), int(rec.sensor_size[1])),
 ))
 register(FormatSpec(
     "evt3", "Prophesee RAW, EVT 3.0 encoding (16-bit vectorised words; Gen4/IMX636 default)",
     (".raw",), _sniff_evt3, read_evt3, iter_evt3, validated=True,
+    encode=lambda rec: encode_evt3(rec.events, int(rec.sensor_size[0]), int(rec.sensor_size[1])),
 ))
 register(FormatSpec(
     "dat", "Prophesee DAT, decoded CD events (8-byte records; N-CARS, ATIS datasets)", (".dat",),
     _sniff_dat, read_dat, iter_dat, validated=True,
+    encode=lambda rec: encode_dat(rec.events, int(rec.sensor_size[0]), int(rec.sensor_size[1])),
 ))
