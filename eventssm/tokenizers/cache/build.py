@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from eventssm.events import EventFileError, SensorSize
-from eventssm.tokenizers.cache.format import check_compression, read_cache_info
+from eventssm.tokenizers.cache.format import CacheInfo, check_compression, read_cache_info
 from eventssm.tokenizers.cache.writer import check_append, common_root, write_cache
 from eventssm.tokenizers.inputs import class_ids
 from eventssm.tokenizers.recordings import TokenizedFile, tokenize_file
@@ -170,22 +170,7 @@ def build_cache(
         check_append(out, existing, settings, labelled=labels is not None,
                      class_names=class_names, sensor_size=sensor_size)
         class_names = existing.class_names if existing.class_names else None
-        cached = {existing.source_path(i): s for i, s in enumerate(existing.sources)}
-        keep = []
-        for k, fpath in enumerate(files):
-            s = cached.get(os.path.normpath(fpath))
-            if s is None:
-                keep.append(k)
-                continue
-            st = os.stat(fpath)
-            if st.st_size != s.size or st.st_mtime_ns != s.mtime_ns:
-                raise DatasetError(
-                    f"{fpath}: changed since it was cached in {out} (size or mtime differ); "
-                    "rebuild with --overwrite"
-                )
-            report.unchanged.append(fpath)
-            if progress is not None:
-                progress(1)
+        keep = _not_cached(out, existing, files, report, progress)
         files = [files[k] for k in keep]
         if labels is not None:
             labels = [labels[k] for k in keep]
@@ -201,34 +186,12 @@ def build_cache(
 
     jobs = [(f, int(i), settings, sensor_size, format) for f, i in zip(files, ids)]
 
-    def items() -> Iterator[TokenizedFile]:
-        results = _ordered_map(jobs, workers)
-        try:
-            for _job, (item, err) in results:
-                if progress is not None:
-                    progress(1)
-                if err is not None:
-                    if not skip_bad:
-                        raise _OneLineError(err)
-                    log.info("skipped %s", err)  # the caller reports report.bad
-                    report.bad.append(err)
-                    continue
-                yield item
-        finally:
-            results.close()  # stops the worker pool now, also on errors and Ctrl-C
-
-    stream = items()
+    stream = _tokenized(jobs, workers, skip_bad, report, progress)
     try:
         added = write_cache(
-            out,
-            stream,
-            settings=settings,
-            class_names=names,
-            sensor_size=sensor_size,
+            out, stream, settings=settings, class_names=names, sensor_size=sensor_size,
             root=None if existing is not None else common_root(files),
-            append=existing is not None,
-            overwrite=overwrite,
-            compression=compression,
+            append=existing is not None, overwrite=overwrite, compression=compression,
             on_bad=report.bad.append if skip_bad else None,
         )
     except _OneLineError as exc:
@@ -237,6 +200,53 @@ def build_cache(
         stream.close()
     report.samples_added, report.sources_added = added
     return report
+
+
+def _tokenized(
+    jobs: list, workers: int, skip_bad: bool, report: BuildReport,
+    progress: Callable[[int], None] | None,
+) -> Iterator[TokenizedFile]:
+    """The tokenized files of ``jobs`` in order; a failed file raises :class:`_OneLineError`, or
+    with ``skip_bad`` goes to ``report.bad``. Closing the generator stops the worker pool."""
+    results = _ordered_map(jobs, workers)
+    try:
+        for _job, (item, err) in results:
+            if progress is not None:
+                progress(1)
+            if err is not None:
+                if not skip_bad:
+                    raise _OneLineError(err)
+                log.info("skipped %s", err)  # the caller reports report.bad
+                report.bad.append(err)
+                continue
+            yield item
+    finally:
+        results.close()  # stops the worker pool now, also on errors and Ctrl-C
+
+
+def _not_cached(
+    out: Path, existing: CacheInfo, files: list[str], report: BuildReport,
+    progress: Callable[[int], None] | None,
+) -> list[int]:
+    """Indices of ``files`` the cache ``out`` does not hold yet; the others go to
+    ``report.unchanged`` (one ``progress(1)`` each). DatasetError for a cached file that changed."""
+    cached = {existing.source_path(i): s for i, s in enumerate(existing.sources)}
+    keep = []
+    for k, fpath in enumerate(files):
+        s = cached.get(os.path.normpath(fpath))
+        if s is None:
+            keep.append(k)
+            continue
+        st = os.stat(fpath)
+        if st.st_size != s.size or st.st_mtime_ns != s.mtime_ns:
+            raise DatasetError(
+                f"{fpath}: changed since it was cached in {out} (size or mtime differ); "
+                "rebuild with --overwrite"
+            )
+        report.unchanged.append(fpath)
+        if progress is not None:
+            progress(1)
+    return keep
 
 
 class _OneLineError(Exception):

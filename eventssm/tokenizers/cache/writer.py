@@ -75,7 +75,7 @@ class _Writer:
         "sources/sensor_size": (np.int32, (3,), 1024, False),
     }
 
-    def create(self, settings, sensor_size, grid, vocab, class_names, root) -> None:
+    def create(self, settings, sensor_size, class_names, root) -> None:
         """Start a new cache: its attributes now, its datasets at the first :meth:`flush`
         (created with their first rows: about half the cost of creating them empty and
         growing them, which is most of the time of a small cache)."""
@@ -84,8 +84,8 @@ class _Writer:
         f.attrs["format_version"] = FORMAT_VERSION
         f.attrs["settings"] = settings.to_json()
         f.attrs["sensor_size"] = np.asarray(sensor_size, dtype=np.int64)
-        f.attrs["grid_size"] = np.asarray(grid, dtype=np.int64)
-        f.attrs["vocab_size"] = int(vocab)
+        f.attrs["grid_size"] = np.asarray(settings.grid_size(sensor_size), dtype=np.int64)
+        f.attrs["vocab_size"] = int(settings.vocab_size(sensor_size))
         f.attrs["root"] = str(root)
         from eventssm import __version__
 
@@ -282,15 +282,7 @@ def write_cache(
     out = Path(path)
     settings = coerce_settings(settings)
     check_compression(compression, compression_level)
-    if append and overwrite:
-        raise DatasetError("give either append or overwrite, not both")
-    exists = out.exists()
-    if exists and not (append or overwrite):
-        raise DatasetError(f"{out}: exists; pass overwrite or append")
-    if exists and out.is_dir():
-        raise DatasetError(f"{out}: is a directory")
-    if not out.parent.is_dir():
-        raise DatasetError(f"{out.parent}: no such folder for the output")
+    exists = _check_target(out, append, overwrite)
     append = append and exists
     existing: CacheInfo | None = None
     if append:
@@ -319,42 +311,15 @@ def write_cache(
                 if sensor_size is None:
                     sensor_size = first.source.sensor_size
                     first_from = first.source.path
-                if root is None:
-                    root = os.path.dirname(first.source.path)
                 sensor_size = tuple(int(v) for v in sensor_size)
-                w.create(
-                    settings,
-                    sensor_size,
-                    settings.grid_size(sensor_size),
-                    settings.vocab_size(sensor_size),
-                    class_names,
-                    os.path.abspath(root),
-                )
+                root = os.path.dirname(first.source.path) if root is None else root
+                w.create(settings, sensor_size, class_names, os.path.abspath(root))
             else:
                 w.begin()
-            root_s = str(f.attrs["root"])
             known = set()
             if existing is not None:
                 known = {existing.source_path(i) for i in range(len(existing.sources))}
-            for item in _chain(pending, it):
-                s = item.source
-                if tuple(s.sensor_size) != tuple(sensor_size):
-                    ref = f" of {first_from}" if first_from else ""
-                    err = EventFileError(
-                        s.path,
-                        f"sensor size {fmt_size(s.sensor_size)} differs from "
-                        f"{fmt_size(sensor_size)}{ref}; give one sensor size for all "
-                        "(--sensor-size)",
-                    )
-                    if on_bad is None:
-                        raise err
-                    on_bad(str(err))
-                    continue
-                if os.path.normpath(s.path) in known:
-                    raise DatasetError(f"{s.path}: already in {out}")
-                known.add(os.path.normpath(s.path))
-                w.add(item, _relpath(s.path, root_s))
-            w.flush()
+            _add_items(w, _chain(pending, it), out, tuple(sensor_size), known, first_from, on_bad)
             if not append and w.n_samples_added == 0:
                 raise DatasetError(f"{out}: no samples to write (every recording was skipped)")
             added = (w.n_samples_added, w.n_sources_added)
@@ -364,6 +329,53 @@ def write_cache(
         raise
     log.info("wrote %s: %d samples from %d recordings", out, *added)
     return added
+
+
+def _check_target(out: Path, append: bool, overwrite: bool) -> bool:
+    """Whether the output ``out`` exists; DatasetError when it may not be written as asked."""
+    if append and overwrite:
+        raise DatasetError("give either append or overwrite, not both")
+    exists = out.exists()
+    if exists and not (append or overwrite):
+        raise DatasetError(f"{out}: exists; pass overwrite or append")
+    if exists and out.is_dir():
+        raise DatasetError(f"{out}: is a directory")
+    if not out.parent.is_dir():
+        raise DatasetError(f"{out.parent}: no such folder for the output")
+    return exists
+
+
+def _add_items(
+    w: _Writer,
+    items: Iterator[TokenizedFile],
+    out: Path,
+    sensor_size: tuple[int, ...],
+    known: set[str],
+    first_from: str | None,
+    on_bad: Callable[[str], None] | None,
+) -> None:
+    """Add every item of the cache's sensor size to ``w`` and flush; one of another size raises
+    (or goes to ``on_bad``); a source already in the cache (``known`` paths) raises."""
+    root_s = str(w.f.attrs["root"])
+    for item in items:
+        s = item.source
+        if tuple(s.sensor_size) != sensor_size:
+            ref = f" of {first_from}" if first_from else ""
+            err = EventFileError(
+                s.path,
+                f"sensor size {fmt_size(s.sensor_size)} differs from "
+                f"{fmt_size(sensor_size)}{ref}; give one sensor size for all "
+                "(--sensor-size)",
+            )
+            if on_bad is None:
+                raise err
+            on_bad(str(err))
+            continue
+        if os.path.normpath(s.path) in known:
+            raise DatasetError(f"{s.path}: already in {out}")
+        known.add(os.path.normpath(s.path))
+        w.add(item, _relpath(s.path, root_s))
+    w.flush()
 
 
 def _chain(first: list, rest: Iterator) -> Iterator:
