@@ -571,27 +571,19 @@ def iter_aedat3(
             yield Recording(ev, sensor, dict(meta))
 
 
+def register_aedat(name: str, description: str, extensions: tuple[str, ...], sniff, read,
+                   iter_chunks, encode=None) -> None:
+    """Register one AEDAT version; its readers are ``validated`` (every event passes the
+    kernels' sensor check)."""
+    register(FormatSpec(name, description, extensions, sniff, read, iter_chunks,
+                        validated=True, encode=encode))
 
 
-register(FormatSpec(
-    name="aedat2",
-    description="AEDAT 2.0 (jAER): DVS128 and DAVIS240/346/640 addresses, APS/IMU skipped",
-    extensions=(".aedat",),
-    sniff=_sniff2,
-    read=read_aedat2,
-    iter_chunks=iter_aedat2,
-    validated=True,  # every event passes the kernels' sensor check
-))
-register(FormatSpec(
-    name="aedat3",
-    description="AEDAT 3.1 (cAER, e.g. DVS128 Gesture): polarity packets",
-    extensions=(".aedat",),
-    sniff=_sniff3,
-    read=read_aedat3,
-    iter_chunks=iter_aedat3,
-    validated=True,  # every event passes the kernels' sensor check
-    encode=lambda rec: encode_aedat3(rec.events, (int(rec.sensor_size[0]), int(rec.sensor_size[1]), 2)),
-))
+register_aedat("aedat2", "AEDAT 2.0 (jAER): DVS128 and DAVIS240/346/640 addresses, APS/IMU skipped",
+               (".aedat",), _sniff2, read_aedat2, iter_aedat2)
+register_aedat("aedat3", "AEDAT 3.1 (cAER, e.g. DVS128 Gesture): polarity packets", (".aedat",),
+               _sniff3, read_aedat3, iter_aedat3,
+               lambda rec: encode_aedat3(rec.events, (*map(int, rec.sensor_size[:2]), 2)))
 
 
 # the AEDAT 4.0 reader (registered in its module, after aedat2/3) and the encoders, importable

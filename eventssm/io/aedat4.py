@@ -17,13 +17,13 @@ import numpy as np
 
 from eventssm.events import EventFileError, Recording, SensorSize
 from eventssm.io import _blocks as B
-from eventssm.io._base import FormatSpec, register
 from eventssm.io.aedat import (
     _COMPRESSION,
     MAGIC4,
     MAX_PACKET_BYTES,
     _alloc,
     _file_size,
+    register_aedat,
 )
 from eventssm.io.kernels import aedat as _k
 
@@ -357,13 +357,5 @@ def _encode4(rec: Recording) -> bytes:
     return encode_aedat4(rec.events, rec.sensor_size)
 
 
-register(FormatSpec(
-    name="aedat4",
-    description="AEDAT 4.0 (DV): EVTS stream, LZ4/Zstd packets, IMU/trigger/frame skipped",
-    extensions=(".aedat4",),
-    sniff=_sniff4,
-    read=read_aedat4,
-    iter_chunks=iter_aedat4,
-    validated=True,  # every event passes the kernels' sensor check
-    encode=_encode4,
-))
+register_aedat("aedat4", "AEDAT 4.0 (DV): EVTS stream, LZ4/Zstd packets, IMU/trigger/frame skipped",
+               (".aedat4",), _sniff4, read_aedat4, iter_aedat4, _encode4)

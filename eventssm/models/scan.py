@@ -228,11 +228,7 @@ _UNROLL_MAX = 32
 
 
 def window_states(
-    a: jax.Array,
-    b: jax.Array,
-    stride: int,
-    x0: jax.Array | None = None,
-    *,
+    a: jax.Array, b: jax.Array, stride: int, x0: jax.Array | None = None, *,
     method: str = "associative",
 ) -> tuple[jax.Array, jax.Array]:
     """States of ``x_k = a_k ⊙ x_{k−1} + b_k`` at the end of every window of ``stride`` events.
@@ -252,8 +248,7 @@ def window_states(
         (B, ceil(L/stride), P) states at the window ends and the final state (B, P).
     """
     b_sz, length, p = b.shape
-    n_win = -(-length // stride)
-    pad = n_win * stride - length
+    n_win, pad = _windows(length, stride)
     if pad:
         a = jnp.pad(a, ((0, 0), (0, pad), (0, 0)), constant_values=1)
         b = jnp.pad(b, ((0, 0), (0, pad), (0, 0)))
@@ -275,21 +270,11 @@ def window_states(
 
         init = (jnp.ones_like(a[:, :, 0]), jnp.zeros_like(b[:, :, 0]))
         (big_a, h), _ = jax.lax.scan(inner, init, (jnp.moveaxis(a, 2, 0), jnp.moveaxis(b, 2, 0)))
-    if x0 is None:
-        x0 = jnp.zeros((b_sz, p), b.dtype)
-    xs, x_last = linear_recurrence(
-        jnp.swapaxes(big_a, 0, 1), jnp.swapaxes(h, 0, 1), x0, method=method
-    )
-    return jnp.swapaxes(xs, 0, 1), x_last
+    return _across_windows(big_a, h, x0, b.dtype, method)
 
 
 def window_states_exp(
-    rate: jax.Array,
-    dt: jax.Array,
-    b: jax.Array,
-    stride: int,
-    x0: jax.Array | None = None,
-    *,
+    rate: jax.Array, dt: jax.Array, b: jax.Array, stride: int, x0: jax.Array | None = None, *,
     method: str = "associative",
 ) -> tuple[jax.Array, jax.Array]:
     """:func:`window_states` for ``a_k = exp(r_k·dt_k)``, without the in-window product chain.
@@ -303,14 +288,12 @@ def window_states_exp(
     Args:
         rate: (P,) or (B, L, P) complex ``r_k`` (Re ≤ 0).  dt: (B, L) float32 (0 at padded
             events).  b: (B, L, P) complex ``B̄_k u_k`` (0 at padded events).
-        stride: window length.  x0: (B, P) state before the first event, or None (zeros).
-        method: scan method of the window-rate recurrence.
+        stride, x0, method: as :func:`window_states`.
     Returns:
-        (B, ceil(L/stride), P) states at the window ends and the final state (B, P).
+        as :func:`window_states`: window-end states (B, ceil(L/stride), P), final state (B, P).
     """
     b_sz, length, p = b.shape
-    n_win = -(-length // stride)
-    pad = n_win * stride - length
+    n_win, pad = _windows(length, stride)
     dt = jnp.asarray(dt, jnp.float32)
     if pad:
         dt = jnp.pad(dt, ((0, 0), (0, pad)))
@@ -328,9 +311,21 @@ def window_states_exp(
         weights = jnp.exp(jax.lax.cumsum(z, axis=2, reverse=True) - z)
         big_a = jnp.exp(jnp.sum(z, axis=2))
     h = jnp.sum(weights * b, axis=2)
+    return _across_windows(big_a.astype(b.dtype), h, x0, b.dtype, method)
+
+
+def _windows(length: int, stride: int) -> tuple[int, int]:
+    """Number of windows of ``stride`` events covering ``length``, and the tail padding."""
+    n_win = -(-length // stride)
+    return n_win, n_win * stride - length
+
+
+def _across_windows(big_a, h, x0, dtype, method: str) -> tuple[jax.Array, jax.Array]:
+    """The window-rate recurrence ``x_w = A_w ⊙ x_{w−1} + h̃_w`` over (B, W, P) terms from ``x0``
+    (B, P) or zeros of ``dtype``: the window-end states (B, W, P) and the last state (B, P)."""
     if x0 is None:
-        x0 = jnp.zeros((b_sz, p), b.dtype)
+        x0 = jnp.zeros((h.shape[0], h.shape[2]), dtype)
     xs, x_last = linear_recurrence(
-        jnp.swapaxes(big_a.astype(b.dtype), 0, 1), jnp.swapaxes(h, 0, 1), x0, method=method
+        jnp.swapaxes(big_a, 0, 1), jnp.swapaxes(h, 0, 1), x0, method=method
     )
     return jnp.swapaxes(xs, 0, 1), x_last
