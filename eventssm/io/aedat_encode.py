@@ -70,7 +70,7 @@ def encode_aedat2(
     y = ev["y"].astype(np.int64)
     p = ev["p"].astype(np.int64)
     if layout == "dvs128":
-        addr = (y << 8) | ((127 - x) << 1) | (1 - p)
+        addr = ((127 - y) << 8) | ((127 - x) << 1) | (1 - p)
     else:
         addr = ((h - 1 - y) << 22) | ((w - 1 - x) << 12) | (p << 11)
     rec = np.empty((len(ev), 2), dtype=">u4")

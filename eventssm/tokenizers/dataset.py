@@ -32,6 +32,7 @@ from eventssm.tokenizers.inputs import (
 from eventssm.tokenizers.recordings import (
     SourceInfo,
     TokenizedFile,
+    flip_events,
     tokenize_file,
     tokenize_recording,
 )
@@ -54,6 +55,7 @@ __all__ = [
     "build_cache",
     "class_ids",
     "find_recordings",
+    "flip_events",
     "is_event_text",
     "is_token_cache",
     "labels_from_csv",

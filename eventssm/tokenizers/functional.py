@@ -68,7 +68,7 @@ def as_events(events: np.ndarray) -> np.ndarray:
     """Return ``events`` as a C-contiguous ``EVENT_DTYPE`` array (no copy when it already is).
 
     Any structured array with fields ``x, y, t, p`` (e.g. tonic's dtypes) is converted by
-    field; anything else raises :class:`EventFileError`.
+    field; anything else raises :class:`ArgumentError`.
     """
     events = np.asarray(events)
     if events.dtype == EVENT_DTYPE:

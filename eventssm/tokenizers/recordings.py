@@ -14,16 +14,32 @@ import numpy as np
 from eventssm.events import EventFileError, SensorSize
 from eventssm.tokenizers.settings import TokenizerSettings, coerce_settings
 
-__all__ = ["SourceInfo", "TokenizedFile", "tokenize_file", "tokenize_recording"]
+__all__ = ["SourceInfo", "TokenizedFile", "flip_events", "tokenize_file", "tokenize_recording"]
 
 
-def prepare_events(events: np.ndarray, settings: TokenizerSettings) -> np.ndarray:
-    """The events the slices index: sorted by time when ``settings.sort_events``."""
+def prepare_events(events: np.ndarray, settings: TokenizerSettings, sensor_size: SensorSize) -> np.ndarray:
+    """The events the slices index: mirrored by ``settings.flip_x`` / ``flip_y`` on
+    ``sensor_size``, and sorted by time when ``settings.sort_events``."""
     if settings.sort_events:
         from eventssm.tokenizers.functional import sort_events
 
-        return sort_events(events)
+        events = sort_events(events)
+    if settings.flip_x or settings.flip_y:
+        events = flip_events(events, sensor_size, flip_x=settings.flip_x, flip_y=settings.flip_y)
     return events
+
+
+def flip_events(events: np.ndarray, sensor_size: SensorSize, *, flip_x: bool = False,
+                flip_y: bool = False) -> np.ndarray:
+    """``events`` mirrored: ``x' = W - 1 - x`` when ``flip_x``, ``y' = H - 1 - y`` when
+    ``flip_y`` (a new array; the input itself when neither is set). One numba pass
+    (:class:`~eventssm.tokenizers.transforms.FlipX` / ``FlipY``)."""
+    if not (flip_x or flip_y):
+        return events
+    from eventssm.tokenizers.transforms import Compose, FlipX, FlipY
+
+    ops = ((FlipX(tuple(sensor_size)),) if flip_x else ()) + ((FlipY(tuple(sensor_size)),) if flip_y else ())
+    return Compose(ops)(events, np.random.default_rng(0))  # deterministic: nothing is drawn
 
 
 def slice_ranges(n_events: int, settings: TokenizerSettings) -> np.ndarray:
@@ -70,7 +86,7 @@ def tokenize_recording(
         (int64, (K,)) and each sample's event range in the recording (int64, (K, 2)).
     """
     settings = coerce_settings(settings)
-    ev = prepare_events(events, settings)
+    ev = prepare_events(events, settings, sensor_size)
     ranges = slice_ranges(len(ev), settings)
     toks, dts, lengths = [], [], np.empty(len(ranges), dtype=np.int64)
     for k, (a, b) in enumerate(ranges):

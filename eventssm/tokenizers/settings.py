@@ -38,6 +38,13 @@ class TokenizerSettings:
         overlap: events shared by consecutive slices (stride = ``slice_events - overlap``).
         sort_events: stable-sort a recording by timestamp when it is not in time order
             (otherwise such a recording is an error, as in ``tokenize``).
+        flip_x, flip_y: mirror each recording on its own sensor before tokenizing
+            (``x' = W - 1 - x``, ``y' = H - 1 - y``; :class:`~eventssm.tokenizers.transforms.FlipX`
+            / ``FlipY``), for cameras mounted mirrored or upside down. Caches written before
+            these fields existed read as ``False``.
+
+    With ``target_size`` every recording is rescaled from its own sensor size, so one cache
+    can hold recordings of several cameras (:func:`write_cache`).
     """
 
     downsample: int = 1
@@ -47,6 +54,8 @@ class TokenizerSettings:
     slice_events: int | None = None
     overlap: int = 0
     sort_events: bool = False
+    flip_x: bool = False
+    flip_y: bool = False
 
     def __post_init__(self) -> None:
         if isinstance(self.downsample, bool) or int(self.downsample) != self.downsample:
@@ -75,6 +84,8 @@ class TokenizerSettings:
         object.__setattr__(self, "downsample", int(self.downsample))
         object.__setattr__(self, "merge_polarity", bool(self.merge_polarity))
         object.__setattr__(self, "sort_events", bool(self.sort_events))
+        object.__setattr__(self, "flip_x", bool(self.flip_x))
+        object.__setattr__(self, "flip_y", bool(self.flip_y))
         object.__setattr__(self, "overlap", int(self.overlap))
         if self.slice_events is not None:
             object.__setattr__(self, "slice_events", int(self.slice_events))
@@ -106,12 +117,17 @@ class TokenizerSettings:
 
     #: Fields that change the tokens of a recording (slicing only picks samples, and
     #: ``sort_events`` only decides whether an unsorted recording is an error).
-    TOKEN_FIELDS = ("downsample", "target_size", "merge_polarity", "time_unit")
+    TOKEN_FIELDS = ("downsample", "target_size", "merge_polarity", "time_unit", "flip_x", "flip_y")
 
     def same_tokens(self, other: TokenizerSettings) -> bool:
         """Whether ``other`` turns a recording into the same tokens and ``dt``."""
         a, b = self.to_dict(), other.to_dict()
         return all(a[k] == b[k] for k in self.TOKEN_FIELDS)
+
+    def same_grid_for_any_sensor(self) -> bool:
+        """Whether every recording gets the same token grid whatever its sensor size
+        (``target_size`` set), so a cache may mix cameras."""
+        return self.target_size is not None
 
     def differences(self, other: TokenizerSettings) -> list[str]:
         """``["downsample: 2 != 1", ...]`` for every field that differs (self first)."""

@@ -279,7 +279,7 @@ class FileTokenDataset(_IndexedSamples):
             size = tuple(int(v) for v in rec.sensor_size)
             if common is None:
                 common = size
-            elif size != common:
+            elif size != common and not settings.same_grid_for_any_sensor():
                 raise EventFileError(
                     p, f"sensor size {fmt_size(size)} differs from {fmt_size(common)} of "
                     f"{paths[0]}; give one sensor_size for all"
@@ -327,7 +327,7 @@ class FileTokenDataset(_IndexedSamples):
         if st.st_size != src.size or st.st_mtime_ns != src.mtime_ns:
             raise DatasetError(f"{src.path}: changed since the dataset was indexed")
         rec = read_events(src.path, format=src.format, sensor_size=self._user_sensor)
-        ev = prepare_events(rec.events, self._settings)
+        ev = prepare_events(rec.events, self._settings, rec.sensor_size)
         self._last = (s, ev, rec.sensor_size)
         return ev, rec.sensor_size
 

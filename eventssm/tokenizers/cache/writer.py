@@ -256,7 +256,9 @@ def write_cache(
         settings: the settings the items were tokenized with.
         class_names: class id -> name (empty for an unlabelled cache).
         sensor_size: the cache's sensor size; ``None`` takes the first item's. Every item must
-            have it.
+            have it, unless ``settings.target_size`` is set: then each recording was rescaled
+            from its own sensor to the same grid and sensors may differ (each recording's own
+            size stays in ``/sources/sensor_size``; the cache's is the first one's).
         root: folder that source paths are stored relative to (default: the first item's
             folder; on append, the cache's root). :func:`build_cache` passes the common parent
             folder of all its files.
@@ -319,7 +321,8 @@ def write_cache(
             known = set()
             if existing is not None:
                 known = {existing.source_path(i) for i in range(len(existing.sources))}
-            _add_items(w, _chain(pending, it), out, tuple(sensor_size), known, first_from, on_bad)
+            _add_items(w, _chain(pending, it), out, tuple(sensor_size), known, first_from, on_bad,
+                       mixed=settings.same_grid_for_any_sensor())
             if not append and w.n_samples_added == 0:
                 raise DatasetError(f"{out}: no samples to write (every recording was skipped)")
             added = (w.n_samples_added, w.n_sources_added)
@@ -353,13 +356,16 @@ def _add_items(
     known: set[str],
     first_from: str | None,
     on_bad: Callable[[str], None] | None,
+    *,
+    mixed: bool = False,
 ) -> None:
-    """Add every item of the cache's sensor size to ``w`` and flush; one of another size raises
-    (or goes to ``on_bad``); a source already in the cache (``known`` paths) raises."""
+    """Add every item of the cache's sensor size (any size when ``mixed``) to ``w`` and flush;
+    one of another size raises (or goes to ``on_bad``); a source already in the cache
+    (``known`` paths) raises."""
     root_s = str(w.f.attrs["root"])
     for item in items:
         s = item.source
-        if tuple(s.sensor_size) != sensor_size:
+        if tuple(s.sensor_size) != sensor_size and not mixed:
             ref = f" of {first_from}" if first_from else ""
             err = EventFileError(
                 s.path,
