@@ -363,3 +363,48 @@ def aedat4_walk(data, stream, declared):
             pos += 8 + size
         mine = k
     return starts, sizes, total, bad
+
+
+@numba.njit(cache=True, nogil=True)
+def lz4_single_blocks(data, starts, sizes):
+    """Locate the one data block of each LZ4 frame ``data[starts[k] : starts[k] + sizes[k]]``.
+
+    LZ4 frame format (lz4_Frame_format.md, v1.6.x): magic ``04 22 4D 18``, FLG (version 01 in
+    bits 6-7; bit 4 block checksums, bit 3 content size, bit 2 content checksum, bit 0
+    dictionary id), BD (bits 4-6: maximum block size 2**(8 + 2 * id)), an optional 8-byte
+    content size, HC; then blocks (u32 size, bit 31 = stored uncompressed) and a zero end
+    mark. DV writes one block per packet.
+
+    Returns:
+        ``(offsets, lengths, maxima)`` per frame: the block's bytes, and its maximum
+        decompressed size, with ``lengths[k] = -1`` where the frame is anything but exactly
+        one block without checksums or dictionary (the caller then decompresses the whole
+        frame with the checked path), and ``maxima[k] = 0`` for a block stored
+        uncompressed. The header checksum byte is not verified here.
+    """
+    n = starts.shape[0]
+    offsets = np.zeros(n, dtype=np.int64)
+    lengths = np.full(n, -1, dtype=np.int64)
+    maxima = np.zeros(n, dtype=np.int64)
+    for k in range(n):
+        a = starts[k]
+        end = a + sizes[k]
+        if end - a < 7 or _le(data, a, 4) != 0x184D2204:
+            continue
+        flg = np.int64(data[a + 4])
+        bd = np.int64(data[a + 5])
+        if (flg >> 6) != 1 or (flg & 0x15) != 0 or ((bd >> 4) & 7) < 4:
+            continue
+        pos = a + 7 + (8 if flg & 8 else 0)
+        if pos + 4 > end:
+            continue
+        word = _le(data, pos, 4)
+        size = word & 0x7FFFFFFF
+        bmax = np.int64(1) << (8 + 2 * ((bd >> 4) & 7))
+        pos += 4
+        if size == 0 or size > bmax or pos + size + 4 != end or _le(data, pos + size, 4) != 0:
+            continue
+        offsets[k] = pos
+        lengths[k] = size
+        maxima[k] = 0 if word >> 31 else bmax
+    return offsets, lengths, maxima
