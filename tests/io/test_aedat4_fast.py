@@ -147,3 +147,79 @@ def test_real_sample_equals_packet_reference():
     rec = read_events(path)
     assert rec.events.tobytes() == _reference(path).tobytes()
     assert rec.meta["packets"] == 118 and rec.meta["skipped_packets"] == 59
+
+
+def _repack_lz4(data: bytes, **frame_opts) -> bytes:
+    """An uncompressed encoder file re-packed with LZ4 frames made with ``frame_opts``."""
+    import lz4.frame
+
+    data = bytearray(data)
+    hlen = struct.unpack_from("<i", data, 14)[0]
+    assert struct.unpack_from("<i", data, 18 + 24)[0] == 0  # IOHeader compression field
+    struct.pack_into("<i", data, 18 + 24, 1)
+    out, pos = [bytes(data[: 18 + hlen])], 18 + hlen
+    stored = frame_opts.pop("stored", False)
+    while pos < len(data):
+        sid, size = struct.unpack_from("<ii", data, pos)
+        body = lz4.frame.compress(bytes(data[pos + 8 : pos + 8 + size]), **frame_opts)
+        if stored:  # the same frame header, one block stored uncompressed (bit 31 of its size)
+            plain = bytes(data[pos + 8 : pos + 8 + size])
+            body = body[:7] + struct.pack("<I", len(plain) | 1 << 31) + plain + bytes(4)
+        out.append(struct.pack("<ii", sid, len(body)) + body)
+        pos += 8 + size
+    return b"".join(out)
+
+
+MB = 6  # lz4.frame.BLOCKSIZE_MAX1MB: the 72 KiB packets below fit one block
+FRAMES = {
+    "one block": {"block_size": MB, "store_size": False},
+    "content size": {"block_size": MB, "store_size": True},
+    "stored uncompressed": {"block_size": MB, "store_size": False, "stored": True},
+    "block checksum": {"block_size": MB, "block_checksum": True},
+    "content checksum": {"block_size": MB, "content_checksum": True},
+    "several linked blocks": {"block_size": 0, "block_linked": True},  # 64 KiB blocks
+    "several independent blocks": {"block_size": 0, "block_linked": False},
+}
+
+
+@pytest.mark.parametrize("name", list(FRAMES))
+def test_lz4_frame_variants_equal_the_frame_path(tmp_path, name):
+    rng = np.random.default_rng(4)
+    n = 9000
+    t = np.sort(rng.integers(0, 10**9, n))
+    ev = make_events(rng.integers(0, 320, n), rng.integers(0, 240, n), t,
+                     rng.integers(0, 2, n) > 0)
+    raw = A.encode_aedat4(ev, (320, 240, 2), compression="none", packet_events=4500,
+                          imu_packets=False)
+    path = tmp_path / "v.aedat4"
+    path.write_bytes(_repack_lz4(raw, **dict(FRAMES[name])))
+    rec = A.read_aedat4(path)
+    assert rec.events.tobytes() == _reference(path).tobytes() == ev.tobytes()
+    with open(path, "rb") as f:
+        h = A._Aedat4(f, path, None)
+        data = A._read_span(f, path, h.start, h.end)
+    starts, sizes, _, _ = K.aedat4_walk(data, 0, np.array([0], dtype=np.int64))
+    got = K.lz4_single_blocks(data, starts, sizes)
+    ref = K.lz4_single_blocks.py_func(data, starts, sizes)
+    assert all(np.array_equal(a, b) for a, b in zip(got, ref, strict=True))
+    _, lengths, maxima = got
+    single = name in ("one block", "content size", "stored uncompressed")
+    assert (lengths > 0).all() == single and (lengths < 0).all() == (not single)
+    if single:
+        assert (maxima == 0).all() == (name == "stored uncompressed")
+
+
+def test_corrupt_lz4_block_is_reported_by_the_checked_path(tmp_path):
+    ev = make_events(np.arange(3000) % 300, np.arange(3000) % 200, np.arange(3000),
+                     np.ones(3000, bool))
+    path = tmp_path / "c.aedat4"
+    data = bytearray(A.encode_aedat4(ev, (320, 240, 2), packet_events=1000))
+    start = 18 + struct.unpack_from("<i", data, 14)[0]
+    data[start + 8 + 30 : start + 8 + 60] = b"\xff" * 30  # inside the first LZ4 block
+    path.write_bytes(bytes(data))
+    with pytest.raises(EventFileError, match=r"AEDAT 4\.0") as err:
+        A.read_aedat4(path)
+    assert err.value.offset == start
+    with pytest.raises(EventFileError) as ref:
+        _reference(path)
+    assert str(ref.value) == str(err.value)
