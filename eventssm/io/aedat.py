@@ -205,12 +205,17 @@ def _file_size(f) -> int:
 
 
 def _read_rest(f, path, start: int) -> np.ndarray:
-    """The rest of open file ``f`` from offset ``start`` as a fresh ``uint8`` array.
+    """The rest of open file ``f`` from offset ``start`` as a fresh ``uint8`` array."""
+    return _read_span(f, path, start, _file_size(f))
+
+
+def _read_span(f, path, start: int, end: int) -> np.ndarray:
+    """Bytes ``[start, end)`` of open file ``f`` as a fresh ``uint8`` array (one readinto).
 
     Read into a numpy buffer (large ones get huge pages) rather than a ``bytes`` object,
     which would cost a page fault per 4 KiB.
     """
-    buf = np.empty(max(0, _file_size(f) - start), dtype=np.uint8)
+    buf = np.empty(max(0, end - start), dtype=np.uint8)
     f.seek(start)
     mv = memoryview(buf)
     got = 0
@@ -858,20 +863,6 @@ class _Aedat4:
         by :func:`_evts4` for the message) or event ``bad`` outside the sensor."""
         vstart, _ = _evts4(self.path, body, offset)
         self._outside(body, vstart, bad, offset)
-
-
-def _read_span(f, path, start: int, end: int) -> np.ndarray:
-    """Bytes ``[start, end)`` of open file ``f`` as a fresh ``uint8`` array (one readinto)."""
-    buf = np.empty(max(0, end - start), dtype=np.uint8)
-    f.seek(start)
-    mv = memoryview(buf)
-    got = 0
-    while got < len(buf):
-        r = f.readinto(mv[got:])
-        if not r:
-            raise EventFileError(path, "file shrank while being read", start + got)
-        got += r
-    return buf
 
 
 def _grow(out: np.ndarray, k: int, need: int) -> np.ndarray:
