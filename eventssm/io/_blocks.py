@@ -137,13 +137,15 @@ def iter_blocks(path: Path, start: int, end: int, block_bytes: int, unit: int,
         yield from iter_range(fd, path, start, end, unit, block_bytes, buf)
 
 
-def _head_block(head: bytes, start: int, end: int, unit: int) -> np.ndarray | None:
+def _head_block(head: bytes | bytearray, start: int, end: int, unit: int) -> np.ndarray | None:
     """The whole units of ``[start, end)`` that ``head`` (the file's first bytes) holds, as a
-    writable array (the kernels are compiled for writable input), or None."""
+    writable array (the kernels are compiled for writable input: a ``bytearray`` head is
+    used in place, a ``bytes`` one copied), or None."""
     have = (min(len(head), end) - start) // unit * unit
     if have <= 0:
         return None
-    return np.frombuffer(head, dtype=np.uint8, count=have, offset=start).copy()
+    block = np.frombuffer(head, dtype=np.uint8, count=have, offset=start)
+    return block if block.flags.writeable else block.copy()
 
 
 def raise_problem(path: Path, lay: BlockLayout, off: int, words: np.ndarray, state0: np.ndarray,

@@ -246,7 +246,7 @@ def _header2_end(path, buf: bytes, eof: bool) -> int | None:
     if len(buf) < len(MAGIC2) + 2 and not eof:
         return None
     if not buf.startswith(MAGIC2) or not re.match(rb"\r?\n", buf[len(MAGIC2):len(MAGIC2) + 2]):
-        raise EventFileError(path, f"not an AEDAT 2.0 file: starts with {buf[:16]!r}", 0)
+        raise EventFileError(path, f"not an AEDAT 2.0 file: starts with {bytes(buf[:16])!r}", 0)
     end = _header2_lines(buf)
     if eof:
         return len(buf) if _HEADER2_LAST.match(buf, end) else end
@@ -297,16 +297,22 @@ def _header2_facts(header: bytes) -> dict:
     return facts
 
 
-def _header2(f, path) -> tuple[dict, int, bytes]:
+def _header2(f, path) -> tuple[dict, int, bytearray]:
     """Parse the header at the start of file ``f``; leave ``f`` at the first record.
 
     Returns ``(facts, data offset, head)``; ``head`` holds the bytes read from the start of
     the file (the header and, for a small file, all its records).
     """
-    buf = b""
+    buf = bytearray()  # writable: the block reader decodes a small file's records in place
+    # a file of up to 1 MiB is read at once (no second open and read for its records)
+    first = _file_size(f) if _file_size(f) <= 1 << 20 else 1 << 16
     while True:
-        more = f.read(1 << 16 if not buf else len(buf))
-        buf += more
+        more = bytearray(first if not buf else len(buf))
+        del more[f.readinto(more) or 0 :]
+        if buf:
+            buf += more
+        else:
+            buf = more
         end = _header2_end(path, buf, not more)
         if end is not None:
             f.seek(end)
