@@ -100,3 +100,24 @@ def test_evt3_sparse_vectors_kernel_matches_py_func():
     assert a["x"][: ra[0]].tolist() == [100, 111, 119, 639]
     assert set(a["y"][: ra[0]].tolist()) == {7} and a["p"][:3].all() and not a["p"][3]
     assert K.decode_evt3(words, a, K.evt3_state(), 639, 480)[1] == K.FLAG_OUTSIDE
+
+
+def test_head_block_uses_a_writable_head_in_place():
+    data = bytes(range(64))
+    copied = B._head_block(data, 8, 40, 4)
+    shared = B._head_block(bytearray(data), 8, 40, 4)
+    assert copied.tobytes() == shared.tobytes() == data[8:40]
+    assert copied.flags.writeable and shared.flags.writeable
+    head = bytearray(data)
+    view = B._head_block(head, 8, 40, 4)
+    head[8] = 255  # a view of the bytearray, not a copy
+    assert view[0] == 255 and copied[0] == 8
+
+
+def test_head_bytes_of_short_and_long_files(tmp_path):
+    from eventssm.io._base import SNIFF_BYTES, head_bytes
+
+    for size in (0, 1, SNIFF_BYTES - 1, SNIFF_BYTES, 3 * SNIFF_BYTES):
+        path = tmp_path / f"f{size}"
+        path.write_bytes(bytes(i % 251 for i in range(size)))
+        assert head_bytes(path) == path.read_bytes()[:SNIFF_BYTES]
