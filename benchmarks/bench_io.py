@@ -281,10 +281,10 @@ def _aedat2_addresses(path: Path, start: int) -> np.ndarray:
 
 def _check_dvs128(path: Path):
     def check(ours, theirs):
-        # tonic: x = address bits 8-14 (jAER's y), y = bits 1-7 (jAER's raw x, not mirrored),
-        # p = bit 0 (jAER: 0 = ON)
-        if _agree(ours, theirs, ours["y"], 127 - ours["x"], ~ours["p"]):
-            return "same events; tonic's x = our y, y = 127 - our x, p = not our p"
+        # tonic: x = address bits 8-14 (jAER's raw y), y = bits 1-7 (jAER's raw x, not
+        # mirrored), p = bit 0 (jAER: 0 = ON); ours: x = 127 - raw x, y = 127 - raw y
+        if _agree(ours, theirs, 127 - ours["y"], 127 - ours["x"], ~ours["p"]):
+            return "same events; tonic's x = 127 - our y, y = 127 - our x, p = not our p"
         return "tonic's events differ"
     return check
 
