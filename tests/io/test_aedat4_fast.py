@@ -203,7 +203,7 @@ def test_lz4_frame_variants_equal_the_frame_path(tmp_path, name):
     ref = K.lz4_single_blocks.py_func(data, starts, sizes)
     assert all(np.array_equal(a, b) for a, b in zip(got, ref, strict=True))
     _, lengths, maxima = got
-    single = name in ("one block", "content size", "stored uncompressed")
+    single = name in ("one block", "stored uncompressed")
     assert (lengths > 0).all() == single and (lengths < 0).all() == (not single)
     if single:
         assert (maxima == 0).all() == (name == "stored uncompressed")
@@ -223,3 +223,23 @@ def test_corrupt_lz4_block_is_reported_by_the_checked_path(tmp_path):
     with pytest.raises(EventFileError) as ref:
         _reference(path)
     assert str(ref.value) == str(err.value)
+
+
+def test_lying_lz4_content_size_is_refused_by_read_and_stream(tmp_path):
+    """A one-block frame announcing 2**40 bytes: refused before allocation, by the whole-file
+    read and the packet-by-packet reader alike (one-block frames with a content size take
+    the checked path)."""
+    ev = make_events(np.arange(100) % 300, np.arange(100) % 200, np.arange(100),
+                     np.ones(100, bool))
+    raw = A.encode_aedat4(ev, (320, 240, 2), compression="none", imu_packets=False)
+    data = bytearray(_repack_lz4(raw, block_size=MB, store_size=True))
+    start = 18 + struct.unpack_from("<i", data, 14)[0]
+    body = start + 8
+    assert data[body + 4] & 8  # FLG: content size present, 8 bytes from body + 6
+    struct.pack_into("<Q", data, body + 6, 1 << 40)
+    path = tmp_path / "l.aedat4"
+    path.write_bytes(bytes(data))
+    for read in (A.read_aedat4, _reference):
+        with pytest.raises(EventFileError, match="announces 1099511627776") as err:
+            read(path)
+        assert err.value.offset == start

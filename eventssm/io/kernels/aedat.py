@@ -379,9 +379,10 @@ def lz4_single_blocks(data, starts, sizes):
     Returns:
         ``(offsets, lengths, maxima)`` per frame: the block's bytes, and its maximum
         decompressed size, with ``lengths[k] = -1`` where the frame is anything but exactly
-        one block without checksums or dictionary (the caller then decompresses the whole
-        frame with the checked path), and ``maxima[k] = 0`` for a block stored
-        uncompressed. The header checksum byte is not verified here.
+        one block without checksums, dictionary or content size (the caller then
+        decompresses the whole frame with the checked path, which also checks an announced
+        content size), and ``maxima[k] = 0`` for a block stored uncompressed. The header
+        checksum byte is not verified here.
     """
     n = starts.shape[0]
     offsets = np.zeros(n, dtype=np.int64)
@@ -394,9 +395,9 @@ def lz4_single_blocks(data, starts, sizes):
             continue
         flg = np.int64(data[a + 4])
         bd = np.int64(data[a + 5])
-        if (flg >> 6) != 1 or (flg & 0x15) != 0 or ((bd >> 4) & 7) < 4:
+        if (flg >> 6) != 1 or (flg & 0x1D) != 0 or ((bd >> 4) & 7) < 4:
             continue
-        pos = a + 7 + (8 if flg & 8 else 0)
+        pos = a + 7
         if pos + 4 > end:
             continue
         word = _le(data, pos, 4)
