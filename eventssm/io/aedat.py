@@ -211,12 +211,17 @@ def _file_size(f) -> int:
 
 
 def _read_rest(f, path, start: int) -> np.ndarray:
-    """The rest of open file ``f`` from offset ``start`` as a fresh ``uint8`` array.
+    """The rest of open file ``f`` from offset ``start`` as a fresh ``uint8`` array."""
+    return _read_span(f, path, start, _file_size(f))
+
+
+def _read_span(f, path, start: int, end: int) -> np.ndarray:
+    """Bytes ``[start, end)`` of open file ``f`` as a fresh ``uint8`` array (one readinto).
 
     Read into a numpy buffer (large ones get huge pages) rather than a ``bytes`` object,
     which would cost a page fault per 4 KiB.
     """
-    buf = np.empty(max(0, _file_size(f) - start), dtype=np.uint8)
+    buf = np.empty(max(0, end - start), dtype=np.uint8)
     f.seek(start)
     mv = memoryview(buf)
     got = 0
@@ -247,7 +252,7 @@ def _header2_end(path, buf: bytes, eof: bool) -> int | None:
     if len(buf) < len(MAGIC2) + 2 and not eof:
         return None
     if not buf.startswith(MAGIC2) or not re.match(rb"\r?\n", buf[len(MAGIC2):len(MAGIC2) + 2]):
-        raise EventFileError(path, f"not an AEDAT 2.0 file: starts with {buf[:16]!r}", 0)
+        raise EventFileError(path, f"not an AEDAT 2.0 file: starts with {bytes(buf[:16])!r}", 0)
     end = _header2_lines(buf)
     if eof:
         return len(buf) if _HEADER2_LAST.match(buf, end) else end
@@ -257,6 +262,9 @@ def _header2_end(path, buf: bytes, eof: bool) -> int | None:
     return None
 
 
+_FIRST_DATA_LINE = re.compile(rb"\n[^#]")
+
+
 def _header2_lines(buf: bytes) -> int:
     """End of the run of complete header lines at the start of ``buf``.
 
@@ -264,6 +272,11 @@ def _header2_lines(buf: bytes) -> int:
     characters (tab allowed) + ``\r?\n``; the run ends at the start of the first line that
     breaks the rule (or of the last, unterminated line).
     """
+    # only bytes up to the first line that does not start with '#' can matter: cut there
+    # (one C scan) instead of running the array passes over a small file's records too
+    first_data = _FIRST_DATA_LINE.search(buf)
+    if first_data:
+        buf = buf[: first_data.end()]
     a = np.frombuffer(buf, dtype=np.uint8)
     nl = np.flatnonzero(a == 0x0A)
     starts = np.concatenate(([0], nl + 1))  # the last start begins an unterminated line
@@ -290,16 +303,22 @@ def _header2_facts(header: bytes) -> dict:
     return facts
 
 
-def _header2(f, path) -> tuple[dict, int, bytes]:
+def _header2(f, path) -> tuple[dict, int, bytearray]:
     """Parse the header at the start of file ``f``; leave ``f`` at the first record.
 
     Returns ``(facts, data offset, head)``; ``head`` holds the bytes read from the start of
     the file (the header and, for a small file, all its records).
     """
-    buf = b""
+    buf = bytearray()  # writable: the block reader decodes a small file's records in place
+    # a file of up to 1 MiB is read at once (no second open and read for its records)
+    first = _file_size(f) if _file_size(f) <= 1 << 20 else 1 << 16
     while True:
-        more = f.read(1 << 16 if not buf else len(buf))
-        buf += more
+        more = bytearray(first if not buf else len(buf))
+        del more[f.readinto(more) or 0 :]
+        if buf:
+            buf += more
+        else:
+            buf = more
         end = _header2_end(path, buf, not more)
         if end is not None:
             f.seek(end)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Sequence
+from xml.sax.saxutils import escape
 
 import numpy as np
 
@@ -252,17 +253,22 @@ def encode_aedat4(
     if compression not in codes:
         raise ValueError(f"encode_aedat4: compression must be one of {sorted(codes)}")
     code = codes[compression]
-    streams = [(0, "EVTS", f'<attr key="sizeX" type="int">{w}</attr>'
-                f'<attr key="sizeY" type="int">{h}</attr>')]
+    # dv-processing finds a stream by its originalOutputName ("events", "imu"): without it
+    # MonoCameraRecording refuses the file ("Wrong type identifier for packet")
+    streams = [(0, "EVTS", "events", "Array of events (polarity ON/OFF).",
+                f'<attr key="sizeX" type="int">{w}</attr><attr key="sizeY" type="int">{h}</attr>')]
     if imu_packets:
-        streams.append((1, "IMUS", ""))
+        streams.append((1, "IMUS", "imu", "Inertial Measurement Unit data samples.", ""))
     nodes = "".join(
         f'<node name="{sid}" path="/mainloop/Recorder/outInfo/{sid}/">'
         f'<attr key="compression" type="string">{_COMPRESSION[code].upper()}</attr>'
+        f'<attr key="originalModuleName" type="string">eventssm</attr>'
+        f'<attr key="originalOutputName" type="string">{name}</attr>'
+        f'<attr key="typeDescription" type="string">{what}</attr>'
         f'<attr key="typeIdentifier" type="string">{ident}</attr>'
         f'<node name="info" path="/mainloop/Recorder/outInfo/{sid}/info/">{extra}'
-        f'<attr key="source" type="string">{source}</attr></node></node>'
-        for sid, ident, extra in streams)
+        f'<attr key="source" type="string">{escape(source)}</attr></node></node>'
+        for sid, ident, name, what, extra in streams)
     info = (f'<dv version="2.0"><node name="outInfo" path="/mainloop/Recorder/outInfo/">'
             f"{nodes}</node></dv>").encode()
     head = _fb_ioheader(code, info)
