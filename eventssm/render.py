@@ -24,7 +24,7 @@ from pathlib import Path
 import numba
 import numpy as np
 
-from eventssm.events import EventFileError
+from eventssm.events import ArgumentError, EventFileError
 
 log = logging.getLogger(__name__)
 
@@ -118,9 +118,10 @@ def write_frames(frames: Iterator[np.ndarray], out: str | os.PathLike, fps: floa
     only then, with ``overwrite``). Returns the number of frames.
 
     Raises:
-        eventssm.outputs.OutputError: ``out`` exists (a folder always; a video unless
-            ``overwrite``; a file that is not a video always).
-        EventFileError: no frame to write.
+        FileExistsError: ``out`` is not a video and exists (PNG frames go to a new folder).
+        eventssm.outputs.OutputError: ``out`` is a video that exists (without ``overwrite``)
+            or a file that is not a video.
+        ArgumentError: no frame to write (no events in the time range).
         OSError: the output cannot be written (or no encoder for the video type).
     """
     import cv2
@@ -146,6 +147,6 @@ def write_frames(frames: Iterator[np.ndarray], out: str | os.PathLike, fps: floa
                     raise OSError(f"{name}: OpenCV could not write the PNG")
                 n += 1
         if n == 0:
-            raise EventFileError(None, f"{out}: no frame to write (no events in the time range)")
+            raise ArgumentError(f"{out}: no frame to write (no events in the time range)")
     log.info("wrote %d frames to %s", n, out)
     return n

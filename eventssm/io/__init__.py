@@ -72,7 +72,11 @@ def detect_format(path: str | os.PathLike) -> FormatSpec:
         UnknownFormatError: neither rule gives exactly one format.
         EventFileError: the file is missing, a folder, empty or unreadable.
     """
-    p = _check_path(path)
+    return _detect(_check_path(path))
+
+
+def _detect(p: Path) -> FormatSpec:
+    """:func:`detect_format` of a path :func:`_check_path` has checked."""
     try:
         head = head_bytes(p)
     except OSError as exc:
@@ -100,7 +104,7 @@ def detect_format(path: str | os.PathLike) -> FormatSpec:
 
 def _spec(path: Path, format: str | None) -> FormatSpec:
     if format is None:
-        return detect_format(path)
+        return _detect(path)
     specs = formats()
     if format not in specs:
         raise EventFileError(path, f"unknown format {format!r}; known: {', '.join(specs)}")
