@@ -262,8 +262,11 @@ def _read_header(fp, path, base: int = 0) -> _Header:
     """
     try:
         with warnings.catch_warnings():
-            # numpy warns when a header needed Python-2 style parsing; the array is still fine
-            warnings.simplefilter("ignore", UserWarning)
+            # numpy's header parser warns on odd or damaged headers (UserWarning: Python-2 style
+            # header; DeprecationWarning/SyntaxWarning: an invalid escape sequence in the header
+            # text, a deprecated dtype alias such as 'a'): the checks below and the EventFileError
+            # decide, so no warning escapes the reader (the fuzz campaign's run D findings)
+            warnings.simplefilter("ignore")
             shape, fortran, dtype = _parse_header(fp, path, base)
     except EventFileError:
         raise

@@ -314,3 +314,40 @@ def test_encrypted_npz_member_is_one_error(workdir):
     path.write_bytes(bytes(data))
     with pytest.raises(EventFileError, match="encrypted"):
         formats()["npz"].read(path, None)
+
+
+def _npy_with_header(header: str, data: bytes) -> bytes:
+    """A version 1.0 ``.npy`` file with the header text ``header`` (padded to 64 bytes, as the
+    format asks) followed by ``data``."""
+    text = header.encode("latin1")
+    text += b" " * (63 - (10 + len(text)) % 64) + b"\n"
+    return b"\x93NUMPY\x01\x00" + len(text).to_bytes(2, "little") + text + data
+
+
+@pytest.mark.parametrize("header, data, needle", [
+    # an invalid escape sequence in the header text: Python's parser warns while numpy
+    # evaluates it (DeprecationWarning up to Python 3.11, SyntaxWarning from 3.12)
+    ("{'descr': '<i\\d', 'fortran_order': False, 'shape': (3,), }", b"", "not a valid dtype"),
+    # NumPy 2.0 deprecated the dtype alias 'a' (DeprecationWarning); it means 'S', not numbers
+    ("{'descr': [('x', 'a4'), ('y', '<u2'), ('t', '<i8'), ('p', 'u1')], 'fortran_order': False, "
+     "'shape': (1,), }", bytes(15), "non-numeric dtype|not a valid dtype"),
+])
+def test_damaged_npy_headers_are_one_error_without_a_warning(tmp_path, header, data, needle):
+    """Regression (fuzz campaign run D, npy reader): numpy's header parser warned on these
+    damaged headers before the reader's error. pytest turns warnings into errors, which would
+    hide the warning inside the error, so the warnings are recorded here instead: there must be
+    none, from the .npy reader and from the same header as an .npz member."""
+    import warnings
+    import zipfile
+
+    npy = tmp_path / "damaged.npy"
+    npy.write_bytes(_npy_with_header(header, data))
+    npz = tmp_path / "damaged.npz"
+    with zipfile.ZipFile(npz, "w") as z:
+        z.writestr("events.npy", npy.read_bytes())
+    for path in (npy, npz):
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            with pytest.raises(EventFileError, match=needle):
+                read_events(path)
+        assert [str(w.message) for w in caught] == [], path
