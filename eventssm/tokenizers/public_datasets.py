@@ -23,8 +23,9 @@ ncars         ``n-cars_{train,test}/{background,cars}/*.dat`` (Prophesee .dat;  
               Sironi et al., CVPR 2018)
 shd, ssc      ``SHD/shd_{train,test}.h5``, ``SSC/ssc_{train,test,valid}.h5``:      700x1
               ``spikes/times`` (s), ``spikes/units`` (channel 0..699), ``labels``,
-              ``extra/keys`` (class names); one sample per spike train, x = channel,
-              y = 0, p = 1 (tonic's convention; use ``merge_polarity`` for 700 tokens)
+              ``extra/keys`` (class names); one sample per spike train, read by
+              :func:`eventssm.io.hdf5.read_samples` (x = channel, y = 0, p = 1, sensor
+              700x1x1; tokens 2·x + 1, or x with ``merge_polarity``)
 ============  ==============================================================  ===========
 
 An in-file sample's provenance (``/sources/path`` of the cache) is ``FILE#K``: the K-th spike
@@ -66,7 +67,7 @@ N_HEIDELBERG_CLASSES = {"shd": 20, "ssc": 35}  # Cramer et al., IEEE TNNLS 2020
 #: sensor size of every dataset (width, height, polarities).
 SENSORS: dict[str, SensorSize] = {
     "dvsgesture": (128, 128, 2), "nmnist": (34, 34, 2), "pokerdvs": (35, 35, 2),
-    "ncars": (120, 100, 2), "shd": (700, 1, 2), "ssc": (700, 1, 2),
+    "ncars": (120, 100, 2), "shd": (700, 1, 1), "ssc": (700, 1, 1),
 }
 DATASETS = tuple(SENSORS)
 SPLITS = {"ssc": ("train", "test", "valid")}
@@ -265,18 +266,25 @@ def shard_slice(n: int, index: int, count: int) -> slice:
     return slice((index - 1) * n // count, index * n // count)
 
 
-def _read_heidelberg(item: DatasetItem) -> np.ndarray:
-    import h5py
+def _heidelberg_events(items: Sequence[DatasetItem]) -> Iterator[np.ndarray]:
+    """Events of each SHD/SSC item, in order, from one pass of
+    :func:`eventssm.io.hdf5.read_samples` over their file (samples of other shards skipped)."""
+    from eventssm.io.hdf5 import read_samples
 
-    with h5py.File(item.file, "r") as h:
-        times = np.asarray(h["spikes/times"][item.part], dtype=np.float64)
-        units = np.asarray(h["spikes/units"][item.part]).astype(np.int64)
-    if len(times) != len(units):
-        raise EventFileError(item.source, f"{len(times)} spike times but {len(units)} units")
-    if len(units) and (units.min() < 0 or units.max() >= 700):
-        raise EventFileError(item.source, "a spike unit is not in 0..699")
-    t = np.round(times * 1e6).astype(np.int64)  # s -> µs
-    return make_events(units, np.zeros_like(units), t, np.ones_like(units))
+    by_part = {it.part: k for k, it in enumerate(items)}
+    got: dict[int, np.ndarray] = {}
+    nxt = 0
+    for rec, _ in read_samples(items[0].file, sensor_size=SENSORS["shd"]):
+        k = by_part.get(rec.meta["sample"])
+        if k is not None:
+            got[k] = rec.events
+        while nxt in got:
+            yield got.pop(nxt)
+            nxt += 1
+        if nxt == len(items):
+            return
+    if nxt < len(items):
+        raise EventFileError(items[nxt].file, f"has no sample {items[nxt].part}")
 
 
 def read_item(name: str, item: DatasetItem, cache: dict | None = None) -> np.ndarray:
@@ -292,7 +300,7 @@ def read_item(name: str, item: DatasetItem, cache: dict | None = None) -> np.nda
 
     sensor = SENSORS[name]
     if name in ("shd", "ssc"):
-        return _read_heidelberg(item)
+        return next(_heidelberg_events([item]))
     if name == "pokerdvs":
         try:
             a = np.load(item.file)
@@ -323,8 +331,9 @@ def _tokenized_items(name: str, items: Sequence[DatasetItem], ids: Sequence[int]
     from eventssm.tokenizers.recordings import SourceInfo, TokenizedFile, tokenize_recording
 
     cache: dict = {}
+    spikes = _heidelberg_events(items) if name in ("shd", "ssc") else None
     for item, cid in zip(items, ids):
-        ev = read_item(name, item, cache)
+        ev = next(spikes) if spikes is not None else read_item(name, item, cache)
         try:
             tokens, dt, lengths, ranges = tokenize_recording(ev, SENSORS[name], settings)
         except EventFileError as exc:

@@ -208,7 +208,7 @@ def test_heidelberg_tokens_on_700x1(tmp_path, name, n_classes):
     assert build_dataset_cache(out, name, tmp_path, "test", US) == (4, 4)
     rows, _ = cache_rows(out)
     with TokenDataset(out) as ds:
-        assert ds.grid_size == (700, 1, 2) and ds.sensor_size == (700, 1, 2)
+        assert ds.grid_size == (700, 1, 2) and ds.sensor_size == (700, 1, 1)
     for k, row in enumerate(rows):
         t, u = trains[k]
         assert row[2] == labels[k] and row[3].endswith(f"{name}_test.h5#{k}")
