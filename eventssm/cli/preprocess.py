@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+from contextlib import contextmanager
 from pathlib import Path
 
 import click
@@ -113,7 +114,6 @@ def preprocess(
     Example: eventssm preprocess recordings/ -o gesture.h5 --labels-from folder
     --downsample 4 --slice-events 65536 --overlap 32768
     """
-    from eventssm.events import EventFileError
     from eventssm.tokenizers.dataset import (
         DatasetError,
         TokenizerSettings,
@@ -228,29 +228,22 @@ def preprocess(
 
     bar = tqdm(total=len(files), unit="file", file=sys.stderr, desc="preprocess",
                disable=quiet or not sys.stderr.isatty(), leave=False)
-    try:
-        with bar:
-            report = build_cache(
-                output,
-                files,
-                labels,
-                settings=settings,
-                class_names=class_list,
-                sensor_size=sensor,
-                format=fmt,
-                workers=n_workers,
-                skip_bad=skip_bad,
-                overwrite=overwrite,
-                append=append,
-                compression=None if compression == "none" else compression,
-                progress=bar.update,
-            )
-    except (EventFileError, DatasetError) as exc:
-        fail(str(exc))
-    except OSError as exc:
-        fail(os_error_message(exc, output))
-    except KeyboardInterrupt:
-        fail(f"interrupted; {output} was not written", code=130)
+    with _run_errors(output), bar:
+        report = build_cache(
+            output,
+            files,
+            labels,
+            settings=settings,
+            class_names=class_list,
+            sensor_size=sensor,
+            format=fmt,
+            workers=n_workers,
+            skip_bad=skip_bad,
+            overwrite=overwrite,
+            append=append,
+            compression=None if compression == "none" else compression,
+            progress=bar.update,
+        )
 
     for line in report.bad:
         click.echo(f"skipped: {line}", err=True)
@@ -275,6 +268,22 @@ def preprocess(
     )
 
 
+@contextmanager
+def _run_errors(output: Path):
+    """The run's errors as one ``error:`` line (Ctrl-C: exit 130; the output is not written)."""
+    from eventssm.events import EventFileError
+    from eventssm.tokenizers.dataset import DatasetError
+
+    try:
+        yield
+    except (EventFileError, DatasetError) as exc:
+        fail(str(exc))
+    except OSError as exc:
+        fail(os_error_message(exc, output))
+    except KeyboardInterrupt:
+        fail(f"interrupted; {output} was not written", code=130)
+
+
 def _parse_shard(text: str) -> tuple[int, int]:
     """``"I/N"`` -> ``(I, N)`` with 1 <= I <= N, else a one-line error."""
     try:
@@ -288,21 +297,13 @@ def _parse_shard(text: str) -> tuple[int, int]:
 
 def _write_dataset(name, root, output, split, settings, shard, overwrite, compression, quiet) -> None:
     """``preprocess --dataset``: one split (or shard) of a public dataset -> one cache."""
-    from eventssm.events import EventFileError
-    from eventssm.tokenizers.dataset import DatasetError
     from eventssm.tokenizers.public_datasets import build_dataset_cache
 
-    try:
+    with _run_errors(output):
         samples, sources = build_dataset_cache(
             output, name, root, split, settings, shard=shard, overwrite=overwrite,
             compression=None if compression == "none" else compression,
         )
-    except (EventFileError, DatasetError) as exc:
-        fail(str(exc))
-    except OSError as exc:
-        fail(os_error_message(exc, output))
-    except KeyboardInterrupt:
-        fail(f"interrupted; {output} was not written", code=130)
     if not quiet:
         part = f" shard {shard[0]}/{shard[1]}" if shard else ""
         click.echo(f"{output}: wrote {samples} samples from {sources} {name} {split}{part} items")

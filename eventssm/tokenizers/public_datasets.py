@@ -234,7 +234,8 @@ def list_dataset(name: str, root: str | os.PathLike, split: str = "train"
         raise DatasetError(f"{name} has no split {split!r}")
     root = Path(root)
     if not root.is_dir():
-        raise DatasetError(f"{root}: no such folder")
+        what = "is a file; give the folder the download left" if root.exists() else "no such folder"
+        raise DatasetError(f"{root}: {what}")
     if name == "dvsgesture":
         ibm = _ibm_root(root)
         items = _gesture_ibm(ibm, split) if ibm is not None else _gesture_npy(root, split)

@@ -8,7 +8,12 @@ import pytest
 from eventssm.tokenizers.dataset import TokenDataset
 from tests.cli.errors import assert_one_error
 from tests.cli.test_preprocess import run, save_npz
-from tests.tokenizers.test_public_datasets import cache_rows, write_heidelberg, write_ibm
+from tests.tokenizers.test_public_datasets import (
+    assert_same_rows,
+    cache_rows,
+    write_heidelberg,
+    write_ibm,
+)
 
 
 def test_dataset_shd_train_and_test(tmp_path):
@@ -76,10 +81,6 @@ def test_shards_of_files_equal_one_cache(tmp_path):
         rows, shard_classes = cache_rows(tmp_path / f"p{k}.h5")
         assert shard_classes == classes == ("a", "b", "c")
         parts += rows
-    assert len(parts) == len(whole)
-    for a, b in zip(parts, whole):
-        np.testing.assert_array_equal(a[0], b[0])
-        np.testing.assert_array_equal(a[1], b[1])
-        assert a[2:] == b[2:]
+    assert_same_rows(parts, whole)
     assert_one_error(run(tmp_path / "data", "-o", tmp_path / "p9.h5", "--shard", "7/9", *common),
                      "empty")

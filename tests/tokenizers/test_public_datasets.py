@@ -44,6 +44,15 @@ def cache_rows(path):
                 for i in range(len(ds))], ds.class_names
 
 
+def assert_same_rows(parts, whole):
+    """Shard caches' rows, concatenated, equal the one-cache build's rows."""
+    assert len(parts) == len(whole)
+    for a, b in zip(parts, whole):
+        np.testing.assert_array_equal(a[0], b[0])
+        np.testing.assert_array_equal(a[1], b[1])
+        assert a[2:] == b[2:]
+
+
 def check_sample(row, ev, h):
     tokens, dt, _, _ = row
     np.testing.assert_array_equal(tokens, expected_tokens(ev, h))
@@ -237,11 +246,7 @@ def test_shards_together_equal_one_cache(tmp_path):
         rows, shard_classes = cache_rows(tmp_path / f"part{k}.h5")
         assert shard_classes == classes and 0 < len(rows) < len(whole)
         parts += rows
-    assert len(parts) == len(whole)
-    for a, b in zip(parts, whole):
-        np.testing.assert_array_equal(a[0], b[0])
-        np.testing.assert_array_equal(a[1], b[1])
-        assert a[2:] == b[2:]
+    assert_same_rows(parts, whole)
 
 
 def test_layout_errors(tmp_path):
@@ -251,5 +256,8 @@ def test_layout_errors(tmp_path):
         list_dataset("shd", tmp_path, "valid")
     with pytest.raises(DatasetError, match=r"no shd_train\.h5"):
         list_dataset("shd", tmp_path, "train")
+    (tmp_path / "shd_train.h5").write_bytes(b"")
+    with pytest.raises(DatasetError, match="is a file; give the folder"):
+        list_dataset("shd", tmp_path / "shd_train.h5")
     with pytest.raises(DatasetError, match="'Train'"):
         list_dataset("nmnist", tmp_path, "train")
