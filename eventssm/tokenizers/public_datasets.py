@@ -103,6 +103,11 @@ def _first_dir(root: Path, *candidates: str) -> Path:
     )
 
 
+def _abs(path: Path) -> str:
+    """Absolute, normalised, symbolic links kept (the provenance names the user's tree)."""
+    return os.path.normpath(os.path.abspath(path))
+
+
 def _files(folder: Path, ext: str) -> list[Path]:
     """Files ending in ``ext`` under ``folder``, recursively, in sorted path order."""
     out = []
@@ -120,7 +125,7 @@ def _by_class_folder(folder: Path, ext: str, classes: Sequence[str], split: str)
         d = folder / name
         if not d.is_dir():
             raise DatasetError(f"{folder}: class folder {name!r} missing")
-        items += [DatasetItem(str(f.resolve()), str(f.resolve()), name, split) for f in _files(d, ext)]
+        items += [DatasetItem(_abs(f), _abs(f), name, split) for f in _files(d, ext)]
     return items
 
 
@@ -132,7 +137,7 @@ def _gesture_npy(root: Path, split: str) -> list[DatasetItem]:
         k = int(f.stem) if f.stem.isdigit() else -1
         if not 0 <= k < len(GESTURE_CLASSES):
             raise DatasetError(f"{f}: expected a class id 0..10 as the file name")
-        p = str(f.resolve())
+        p = _abs(f)
         items.append(DatasetItem(p, p, GESTURE_CLASSES[k], split))
     return items
 
@@ -178,7 +183,7 @@ def _gesture_ibm(base: Path, split: str) -> list[DatasetItem]:
         raise DatasetError(f"{listing}: cannot read: {exc.strerror or exc}") from None
     items = []
     for name in names:
-        f = (base / name).resolve()
+        f = Path(_abs(base / name))
         labels = f.with_name(f.stem + "_labels.csv")
         if not f.is_file() or not labels.is_file():
             raise DatasetError(f"{listing}: {name}: the file or its {labels.name} is missing")
@@ -194,7 +199,7 @@ def _heidelberg(name: str, root: Path, split: str) -> tuple[list[DatasetItem], t
     f = next((p for p in (root / name.upper() / fname, root / fname) if p.is_file()), None)
     if f is None:
         raise DatasetError(f"{root}: no {fname} (nor {name.upper()}/{fname}); unzip tonic's download")
-    f = f.resolve()
+    f = Path(_abs(f))
     n_classes = N_HEIDELBERG_CLASSES[name]
     try:
         with h5py.File(f, "r") as h:
