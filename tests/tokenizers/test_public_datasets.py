@@ -214,6 +214,9 @@ def test_heidelberg_tokens_on_700x1(tmp_path, name, n_classes):
     items, classes = list_dataset(name, tmp_path, "test")
     assert len(items) == 4 and classes == tuple(f"word{c}" for c in range(n_classes))
     assert len(list_dataset(name, tmp_path, "train")[0]) == 3
+    if name == "ssc":  # SSC's published validation split
+        write_heidelberg(tmp_path / "SSC" / "ssc_valid.h5", rng, 2, n_classes)
+        assert [it.split for it in list_dataset(name, tmp_path, "valid")[0]] == ["valid"] * 2
     out = tmp_path / "s.h5"
     assert build_dataset_cache(out, name, tmp_path, "test", US) == (4, 4)
     rows, _ = cache_rows(out)
