@@ -327,8 +327,8 @@ def read_item(name: str, item: DatasetItem, cache: dict | None = None) -> np.nda
     else:
         ev = cache["events"]
     a, b = item.window
-    lo, hi = np.searchsorted(ev["t"], [a, b], side="left")
-    return ev[lo:hi]
+    t = ev["t"]
+    return ev[(t >= a) & (t < b)]  # a mask, not a search: correct when t is not monotonic
 
 
 def _tokenized_items(name: str, items: Sequence[DatasetItem], ids: Sequence[int],
