@@ -57,11 +57,14 @@ def test_temperature_lowers_the_validation_nll_of_an_overconfident_model():
     assert np.array_equal(np.argmax(z / t, 1), np.argmax(z, 1))
 
 
-def test_temperature_sharpens_an_underconfident_model_and_generalizes_on_a_second_draw():
+def test_an_underconfident_model_is_sharpened_only_when_allowed():
     z, y = _overconfident(seed=1, scale=0.8, flip=0.0)
     assert not np.all(np.argmax(z, 1) == y)  # noise makes some errors: T is identifiable
-    t = fit_temperature(z, y)
+    assert fit_temperature(z, y) == 1.0  # default: only soften
+    t = fit_temperature(z, y, min_temperature=math.exp(-5))
     assert t < 1.0
+    grid = np.exp(np.linspace(-3, 0, 3001))
+    assert nll(z, y, t) <= min(nll(z, y, g) for g in grid) + 1e-9
     z2, y2 = _overconfident(seed=2, scale=0.8, flip=0.0)  # held-out draw of the same task
     assert nll(z2, y2, t) < nll(z2, y2, 1.0)
 
