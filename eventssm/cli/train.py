@@ -141,26 +141,24 @@ def train(cache: Path, out: Path, preset: str, layer: str, d_model: int | None, 
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 def evaluate_cmd(run: Path, cache: Path, batch_size: int, as_json: bool) -> None:
     """Accuracy and confusion matrix of the checkpoint RUN on every sample of CACHE."""
-    from eventssm.tokenizers.dataset import DatasetError, TokenDataset, TokenizerSettings
-    from eventssm.train import evaluate, load_checkpoint
+    from eventssm.predict import PredictError, check_cache, read_run_info
+    from eventssm.tokenizers.dataset import DatasetError, TokenDataset
+
+    # cheap checks first: no JAX until the run folder and the cache are known to match
+    try:
+        info = read_run_info(run)
+        ds = TokenDataset(cache)
+        check_cache(info, ds, cache)
+    except (PredictError, DatasetError) as exc:
+        fail(str(exc))
+    from eventssm.predict import load_model
+    from eventssm.train import evaluate
     from eventssm.train.checkpoint import CheckpointError
 
     try:
-        model, extras = load_checkpoint(run)
-        ds = TokenDataset(cache)
-    except (CheckpointError, DatasetError) as exc:
+        model = load_model(run)
+    except CheckpointError as exc:
         fail(str(exc))
-    tok = extras.get("tokenizer", {})
-    if tok:
-        try:
-            trained = TokenizerSettings.from_dict(tok.get("settings") or {})
-        except (TypeError, ValueError) as exc:
-            fail(f"{run}: tokenizer.json: {exc}")
-        # the cache's slicing may differ: it only chose the samples
-        if not trained.same_tokens(ds.settings) or tok.get("vocab_size") != ds.vocab_size:
-            fail(f"{cache}: tokenizer settings differ from those {run} was trained with")
-    if tok and list(ds.class_names) != tok.get("class_names"):
-        fail(f"{cache}: class names {list(ds.class_names)} differ from the checkpoint's {tok.get('class_names')}")
     res = evaluate(model, ds, batch_size=batch_size)
     if as_json:
         click.echo(json.dumps(res))

@@ -18,7 +18,7 @@ DVS128 address (jAER ``ch.unizh.ini.jaer.chip.retina.DVS128.Extractor``)::
 
     bit  31      special event          -> skipped
     bit  15      sync / external input  -> skipped
-    bits 14..8   y                      y = raw
+    bits 14..8   y (counted upwards)    y = 127 - raw
     bits  7..1   x (mirrored)           x = 127 - raw
     bit   0      polarity, 0 = ON       p = (bit0 == 0)
 
@@ -32,12 +32,17 @@ IMU words have bit 31 set)::
     bit  11      polarity, 1 = ON       p = bit11
     bit  10      external input event   -> skipped (counted in meta["special_words"])
 
-jAER mirrors DAVIS x only and keeps y counting from the bottom (it draws with OpenGL); this
-reader also turns y round so that DAVIS rows count from the top like libcaer, DV and tonic's
-``read_davis_346``. DVS128 y is kept as jAER stores it (``y = raw``), as the project's data
-notes specify. Camera sizes: DVS128 128x128, DAVIS240A/B/C 240x180, DAVIS346* 346x260,
-DAVIS640 640x480. Unknown camera: pass ``sensor_size`` (a 128x128 size selects the DVS128
-layout, any other size the DAVIS layout); otherwise :class:`EventFileError`.
+Every reader of this package returns image coordinates: origin at the top-left pixel, x to
+the right, y downwards (rows count from the top), as DV, libcaer, OpenEB and the published
+datasets show them. jAER stores y counting upwards from the bottom row for both cameras (it
+draws with OpenGL), so this reader turns y round: ``y = H - 1 - raw``. It keeps jAER's mirror
+of x. libcaer's DVS128 driver makes the same two flips (``x = 127 - raw``, "flip along X axis,
+to correct for flipped camera"; ``y = 127 - raw``, "to convert to CG format"), so an AEDAT 2.0
+DVS128 recording read here equals the same scene written by libcaer in AEDAT 3.1, and a person
+standing up in front of a DVS128 moves mostly in rows of small y (tests/io/test_orientation.py).
+Camera sizes: DVS128 128x128, DAVIS240A/B/C 240x180, DAVIS346* 346x260, DAVIS640 640x480.
+Unknown camera: pass ``sensor_size`` (a 128x128 size selects the DVS128 layout, any other
+size the DAVIS layout); otherwise :class:`EventFileError`.
 
 AEDAT 3.1 (cAER / libcaer, ``#!AER-DAT3.1``)
 --------------------------------------------
@@ -940,7 +945,7 @@ def encode_aedat2(
     y = ev["y"].astype(np.int64)
     p = ev["p"].astype(np.int64)
     if layout == "dvs128":
-        addr = (y << 8) | ((127 - x) << 1) | (1 - p)
+        addr = ((127 - y) << 8) | ((127 - x) << 1) | (1 - p)
     else:
         addr = ((h - 1 - y) << 22) | ((w - 1 - x) << 12) | (p << 11)
     rec = np.empty((len(ev), 2), dtype=">u4")

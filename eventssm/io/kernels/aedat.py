@@ -59,7 +59,8 @@ def aedat2_dvs128(words, out, state, width, height):
 
     Address bits (jAER ``DVS128.Extractor``): bit 0 polarity (0 = ON), bits 1-7 raw x,
     bits 8-14 y, bit 15 sync/external event, bit 31 special event. ``x = 127 - raw x``,
-    ``y = raw y``, ``p = (bit 0 == 0)``. Words with bit 15 or bit 31 set are skipped.
+    ``y = 127 - raw y`` (jAER counts y upwards; image rows count down, as libcaer writes
+    DVS128 events), ``p = (bit 0 == 0)``. Words with bit 15 or bit 31 set are skipped.
 
     Returns:
         ``(n_events, flags)``; flags is :data:`FLAG_OUTSIDE` when an event lies outside the
@@ -75,7 +76,7 @@ def aedat2_dvs128(words, out, state, width, height):
             n_special += 1
             continue
         x = 127 - ((a >> 1) & 0x7F)
-        y = (a >> 8) & 0x7F
+        y = 127 - ((a >> 8) & 0x7F)
         store(cols, n, x, y, _swap32(np.int64(words[2 * r + 1])), (a & 1) == 0)
         outside |= (x >= width) | (y >= height)
         n += 1
