@@ -207,7 +207,11 @@ def main() -> None:
         work = Path(tmp)
         takes = cut_takes(a.data, work / "windows")
         print("takes: " + ", ".join(f"{t} ({c}, {n} windows)" for t, (c, n) in takes.items()), flush=True)
-        tests = [t for t in takes if not a.folds or t in a.folds.split(",")]
+        wanted = [f for f in a.folds.split(",") if f]
+        unknown = sorted(set(wanted) - set(takes))
+        if unknown:
+            sys.exit(f"--folds: no take named {', '.join(unknown)} (takes: {', '.join(takes)})")
+        tests = [t for t in takes if not wanted or t in wanted]
         for layer in a.layers.split(","):
             t_layer = time.perf_counter()
             args = list(base_args)
