@@ -14,6 +14,8 @@ from eventssm.cli._common import FiniteFloatRange, check_new_folder, fail, os_er
 SCAN_METHODS = ("auto", "associative", "sequential", "chunked")
 #: eventssm.train.augment.RECIPES, listed here for the same reason
 AUGMENT_RECIPES = ("none", "basic", "geometric")
+#: eventssm.train.config.SAMPLING
+SAMPLING = ("uniform", "balanced")
 # jax.random.key takes the seed as a 32-bit integer
 _SEED = click.IntRange(0, 2**31 - 1)
 _POSITIVE = click.IntRange(min=1)
@@ -39,17 +41,26 @@ _POSITIVE = click.IntRange(min=1)
 @click.option("--ssm-lr", type=FiniteFloatRange(min=0, min_open=True), default=1e-3, show_default=True)
 @click.option("--val-fraction", type=FiniteFloatRange(0, 1, max_open=True), default=0.2, show_default=True,
               help="Share of each class's recordings held out for validation (0 <= f < 1).")
-@click.option("--augment", type=click.Choice(AUGMENT_RECIPES), default="none", show_default=True,
+@click.option("--augment", type=click.Choice(AUGMENT_RECIPES), default="geometric", show_default=True,
               help="Event augmentation of the training crops: basic = drop 10 %, time skew and jitter, "
                    "1 px spatial jitter; geometric adds shift, rotation and zoom (docs/cli.md).")
-@click.option("--cutmix", type=FiniteFloatRange(0, 1), default=0.0, show_default=True,
+@click.option("--cutmix", type=FiniteFloatRange(0, 1), default=0.5, show_default=True,
               help="Probability of mixing a training sample with another one by event CutMix (soft labels).")
+@click.option("--label-smoothing", type=FiniteFloatRange(0, 1, max_open=True), default=0.1, show_default=True,
+              help="Cross-entropy label smoothing (0 <= e < 1).")
+@click.option("--weight-decay", type=FiniteFloatRange(min=0), default=0.02, show_default=True,
+              help="AdamW weight decay of the regular parameter group.")
+@click.option("--dropout", type=FiniteFloatRange(0, 1, max_open=True), default=None,
+              help="Override the preset's dropout rate.")
+@click.option("--sampling", type=click.Choice(SAMPLING), default="balanced", show_default=True,
+              help="uniform: every training sample once per epoch; balanced: every class drawn equally often.")
 @click.option("--seed", type=_SEED, default=0, show_default=True)
 @click.option("--log-every", type=_POSITIVE, default=25, show_default=True)
 def train(cache: Path, out: Path, preset: str, layer: str, d_model: int | None, d_state: int | None,
           stages: int | None, layers_per_stage: int | None, scan_method: str | None, steps: int,
           batch_size: int, crop_events: int, lr: float, ssm_lr: float, val_fraction: float, augment: str,
-          cutmix: float, seed: int, log_every: int) -> None:
+          cutmix: float, label_smoothing: float, weight_decay: float, dropout: float | None,
+          sampling: str, seed: int, log_every: int) -> None:
     """Train a classifier on CACHE (made by `eventssm preprocess`) and save it to OUT."""
     check_new_folder(out, "checkpoint folder")
     if out.is_dir() and any(out.iterdir()) and not (out / "model.json").is_file():
@@ -69,11 +80,13 @@ def train(cache: Path, out: Path, preset: str, layer: str, d_model: int | None, 
         if n_classes < 2 or np.any(np.asarray(ds.labels) < 0):
             fail(f"{cache}: training needs a labelled cache with at least two classes")
         overrides = {k: v for k, v in (("d_model", d_model), ("d_state", d_state), ("n_stages", stages),
-                                       ("layers_per_stage", layers_per_stage), ("scan_method", scan_method))
+                                       ("layers_per_stage", layers_per_stage), ("scan_method", scan_method),
+                                       ("dropout", dropout))
                      if v is not None}
         config = get_preset(preset, layer, vocab_size=ds.vocab_size, n_classes=n_classes, **overrides)
         tcfg = TrainConfig(steps=steps, batch_size=batch_size, crop_events=crop_events, lr=lr, ssm_lr=ssm_lr,
-                           seed=seed, warmup_steps=min(100, steps // 10), augment=augment, cutmix=cutmix)
+                           seed=seed, warmup_steps=min(100, steps // 10), augment=augment, cutmix=cutmix,
+                           label_smoothing=label_smoothing, weight_decay=weight_decay, sampling=sampling)
     except (DatasetError, ValueError) as exc:
         fail(str(exc))
     tr, va = split_by_source(ds.labels, ds.source_index, val_fraction, np.random.default_rng(seed))
@@ -98,10 +111,26 @@ def train(cache: Path, out: Path, preset: str, layer: str, d_model: int | None, 
             click.echo(f"validation accuracy by recording {rec['accuracy']:.3f} on {rec['n']} recordings")
     tokenizer = {"settings": ds.settings.to_dict(), "sensor_size": list(ds.sensor_size),
                  "class_names": list(ds.class_names), "vocab_size": ds.vocab_size}
+    calibration = None
+    if len(va):
+        from eventssm.train.calibrate import calibration_report, collect_logits
+
+        logits, labels, _ = collect_logits(model, ds, indices=va, batch_size=tcfg.batch_size, buckets=tcfg.buckets)
+        calibration = calibration_report(logits, labels)
+        metrics["calibration"] = calibration
     try:
         save_checkpoint(out, model, train_config=tcfg, tokenizer=tokenizer, metrics=metrics)
+        if calibration is not None:
+            from eventssm.train.calibrate import write_calibration
+
+            write_calibration(out, calibration)
     except OSError as exc:
         fail(f"{out}: checkpoint not saved: {os_error_message(exc)}")
+    if calibration is not None:
+        click.echo(f"temperature {calibration['temperature']:.3f} fitted on the validation split: "
+                   f"ECE ({calibration['ece_bins']} bins) {calibration['ece_before']:.3f} -> "
+                   f"{calibration['ece_after']:.3f}, NLL {calibration['nll_before']:.3f} -> "
+                   f"{calibration['nll_after']:.3f}")
     click.echo(f"saved {out} ({history['seconds']:.1f} s)")
 
 

@@ -157,8 +157,10 @@ def fit(
     def step_fn(model, optimizer, tokens, dt, mask, labels, key):
         return train_step(model, optimizer, tokens, dt, mask, labels, key, label_smoothing=ls)
 
+    # full batches only (one compiled shape) unless the training set is smaller than a batch
     stream = batches(dataset, cfg.batch_size, rng, indices=train_indices, crop_events=cfg.crop_events,
-                     buckets=cfg.buckets, shuffle=True, drop_last=False, epochs=None, augment=augment)
+                     buckets=cfg.buckets, shuffle=True, drop_last=n_train >= cfg.batch_size, epochs=None,
+                     augment=augment, balance=cfg.sampling == "balanced")
     history: dict[str, Any] = {"train": [], "val": []}
     running: dict[str, list[float]] = {}
     t0 = time.perf_counter()
