@@ -46,7 +46,8 @@ def _predict_fn():
 @click.option("--stream", "stream_every", type=click.IntRange(min=0), default=0, metavar="N",
               help="Also run the streaming model and print its prediction every N events.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per file.")
-def classify(run: Path, files: tuple[Path, ...], top: int, stream_every: int, as_json: bool) -> None:
+@click.option("--last", is_flag=True, help="Use the run's last checkpoint instead of its best by validation.")
+def classify(run: Path, files: tuple[Path, ...], top: int, stream_every: int, as_json: bool, last: bool) -> None:
     """Classify FILES (any readable format) with the checkpoint RUN from `eventssm train`.
 
     Each file is tokenized exactly as the training cache was (settings stored in RUN).
@@ -55,21 +56,18 @@ def classify(run: Path, files: tuple[Path, ...], top: int, stream_every: int, as
     import numpy as np
 
     from eventssm.events import EventFileError
-    from eventssm.tokenizers.dataset import DatasetError, TokenizerSettings, tokenize_file
-    from eventssm.train import load_checkpoint
-    from eventssm.train.checkpoint import CheckpointError
+    from eventssm.tokenizers.dataset import DatasetError, tokenize_file
+    from eventssm.train import CheckpointError, load_run
 
     try:
-        model, extras = load_checkpoint(run)
+        loaded = load_run(run, "last" if last else "best")
     except CheckpointError as exc:
         fail(str(exc))
-    tok = extras.get("tokenizer")
-    if not tok:
-        fail(f"{run}: checkpoint has no tokenizer.json (was it written by `eventssm train`?)")
+    model, spec = loaded.model, loaded.spec
     # whole recordings: the cache's slicing only chose training samples
-    settings = TokenizerSettings.from_dict({**tok["settings"], "slice_events": None, "overlap": 0})
-    names = tok["class_names"]
-    sensor = tuple(tok["sensor_size"])
+    settings = spec.inference_settings()
+    names = list(spec.class_names)
+    sensor = spec.sensor_size
     from eventssm.tokenizers.batching import DEFAULT_BUCKETS, pad_batch
 
     # padded to a bucket length, so files of different lengths share a few compiled shapes
