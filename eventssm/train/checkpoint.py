@@ -159,7 +159,13 @@ class RunCheckpoints:
         args = ocp.args.Composite(params=ocp.args.StandardSave(pure(nnx.state(model, nnx.Param))),
                                   opt=ocp.args.StandardSave(opt), meta=ocp.args.JsonSave(meta))
         metrics = None if val is None else {"best": best_metric(val)}
-        self._mngr.save(step, args=args, metrics=metrics, force=True)
+        absl = logging.getLogger("absl")  # orbax warns about each save without validation metrics
+        level = absl.level
+        absl.setLevel(logging.ERROR)
+        try:
+            self._mngr.save(step, args=args, metrics=metrics, force=True)
+        finally:
+            absl.setLevel(level)
         self._mngr.wait_until_finished()
         write_checksums(self.step_dir(step))
         return self.step_dir(step)

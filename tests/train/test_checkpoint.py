@@ -54,7 +54,8 @@ def test_save_then_load_run_and_restore_are_exact(tmp_path):
     tokens = jnp.asarray(np.random.default_rng(0).integers(0, 32, (2, 40)), jnp.int32)
     dt = jnp.full((2, 40), 0.5, jnp.float32)
     model.eval()
-    np.testing.assert_array_equal(np.asarray(_forward(loaded.model, tokens, dt)), np.asarray(_forward(model, tokens, dt)))
+    np.testing.assert_array_equal(np.asarray(_forward(loaded.model, tokens, dt)),
+                                  np.asarray(_forward(model, tokens, dt)))
 
 
 def test_keeps_the_last_k_and_the_best(tmp_path):

@@ -1,7 +1,6 @@
 """Training package: parameter groups, splits, batching, checkpoints, and that fitting learns."""
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
 from flax import nnx
