@@ -115,7 +115,7 @@ def fit(
     k_micro = cfg.accumulate
     augment = _augmentation(dataset, cfg, model.config.n_classes)
     order = TrainOrder(train_idx, cfg.batch_size * k_micro, cfg.seed)
-    optimizer = nnx.Optimizer(model, make_optimizer(cfg), wrt=nnx.Param)
+    optimizer = nnx.Optimizer(model, make_optimizer(cfg, model), wrt=nnx.Param)
     root = jax.random.key(cfg.seed)
     lr_fns = {"lr": schedule(cfg.lr, cfg), "ssm_lr": schedule(cfg.ssm_lr, cfg)}
     history: dict[str, Any] = {"train": [], "val": []}

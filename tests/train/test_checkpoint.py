@@ -26,7 +26,7 @@ def _spec(**model_kw):
 
 def _save(ckpt, spec, step, seed=5, val=None):
     model = EventClassifier(spec.model, rngs=nnx.Rngs(seed))
-    opt = nnx.Optimizer(model, make_optimizer(spec.train), wrt=nnx.Param)
+    opt = nnx.Optimizer(model, make_optimizer(spec.train, model), wrt=nnx.Param)
     ckpt.save(step, model, opt, root_key=jax.random.key(seed), meta={"spec": spec.to_dict(), "step": step}, val=val)
     return model, opt
 
@@ -41,7 +41,7 @@ def test_save_then_load_run_and_restore_are_exact(tmp_path):
     model, opt = _save(ckpt, spec, 3)
     # a fresh model and optimizer (other seed) take every array back
     other = EventClassifier(spec.model, rngs=nnx.Rngs(0))
-    other_opt = nnx.Optimizer(other, make_optimizer(spec.train), wrt=nnx.Param)
+    other_opt = nnx.Optimizer(other, make_optimizer(spec.train, other), wrt=nnx.Param)
     restored = ckpt.restore(3, other, other_opt)
     ckpt.close()
     for a, b in zip(_leaves(model, nnx.Param), _leaves(other, nnx.Param), strict=True):

@@ -1,13 +1,14 @@
 """Training package: parameter groups, splits, batching, checkpoints, and that fitting learns."""
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 from flax import nnx
 
 from eventssm.models.classifier import EventClassifier
 from eventssm.models.presets import get_preset
-from eventssm.train import TrainConfig, batches, evaluate, fit, param_labels
+from eventssm.train import TrainConfig, batches, evaluate, fit, make_optimizer, param_labels
 from eventssm.train.data import split_by_source
 
 
@@ -47,16 +48,38 @@ class ToyDataset:
         return self.items[i]
 
 
-def test_param_labels_put_lambda_b_and_step_in_the_ssm_group():
-    labels = param_labels(nnx.state(_model(**SMALL), nnx.Param))
-    by_name = {}
+#: what each layer declares for the SSM optimizer group (S5 §B.1; the S7 decay and step parameters)
+SSM_GROUP = {"s5": {"Lambda_re", "Lambda_im", "B", "log_step"},
+             "s7": {"Lambda_w", "Lambda_im", "U_w", "U_step", "b_step", "B"}}
+
+
+@pytest.mark.parametrize("layer", ["s5", "s7"])
+def test_every_parameter_lands_in_its_declared_group(layer):
+    """Labels by name, and behaviour: with zero gradients one update leaves the SSM group
+    untouched (Adam, no weight decay) and shrinks every other weight by AdamW's decay."""
+    import optax
+
+    model = _model(layer, **SMALL)
+    params = nnx.state(model, nnx.Param)
+    labels = param_labels(model)(nnx.as_pure(params))
+    seen = {}
     for path, lab in jax.tree_util.tree_leaves_with_path(labels):
-        names = [getattr(k, "key", None) for k in path if isinstance(k, jax.tree_util.DictKey)]
-        by_name.setdefault(names[-1], set()).add(lab)
-    for name in ("Lambda_re", "Lambda_im", "B", "log_step"):
-        assert by_name[name] == {"ssm"}
-    for name in ("C", "D", "kernel", "embedding"):
-        assert by_name[name] == {"regular"}
+        keys = [k.key for k in path if isinstance(k, jax.tree_util.DictKey)]
+        in_ssm_layer = "ssm" in keys
+        seen.setdefault((in_ssm_layer, keys[-1]), set()).add(lab)
+    ssm_layer = {name: labs for (inside, name), labs in seen.items() if inside}
+    assert {n for n, labs in ssm_layer.items() if labs == {"ssm"}} == SSM_GROUP[layer]
+    assert all(labs == {"regular"} for (inside, n), labs in seen.items() if not (inside and n in SSM_GROUP[layer]))
+    cfg = TrainConfig(steps=10, warmup_steps=0, weight_decay=0.5, grad_clip=0)
+    tx = make_optimizer(cfg, model)
+    pure = nnx.as_pure(params)
+    updates, _ = tx.update(jax.tree.map(jnp.zeros_like, pure), tx.init(pure), pure)
+    lr = float(optax.schedules.warmup_cosine_decay_schedule(0.0, cfg.lr, 0, 10, cfg.lr * cfg.final_lr_ratio)(0))
+    for (path, u), (_, p), (_, lab) in zip(jax.tree_util.tree_leaves_with_path(updates),
+                                           jax.tree_util.tree_leaves_with_path(pure),
+                                           jax.tree_util.tree_leaves_with_path(labels), strict=True):
+        expected = 0.0 if lab == "ssm" else -lr * 0.5 * np.asarray(p)
+        np.testing.assert_allclose(np.asarray(u), expected, rtol=1e-5, atol=1e-12, err_msg=str(path))
 
 
 def test_split_by_source_keeps_recordings_together_and_stratifies():
