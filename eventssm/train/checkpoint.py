@@ -253,7 +253,7 @@ def load_run(run: str | os.PathLike, which: str = "best") -> LoadedRun:
         if why is not None:
             other = "--last" if loaded == "best" else "an earlier run"
             raise CheckpointError(f"{ckpt.step_dir(step)}: checkpoint {why}; try {other} or train again")
-        spec = RunSpec.from_dict(ckpt.read_meta(step).get("spec", {}), where=str(ckpt.step_dir(step)))
+        spec = RunSpec.from_dict(ckpt.read_meta(step).get("spec") or {}, where=str(ckpt.step_dir(step)))
         model = EventClassifier(spec.model, rngs=nnx.Rngs(0))
         try:
             ckpt.restore_params(step, model)
