@@ -72,6 +72,30 @@ def test_evaluate_counts_every_sample(workspace):
     assert lines[0].startswith(f"accuracy {res['accuracy']:.4f} on 6 samples")
     rows = [[int(v) for v in line.split()[1:]] for line in lines[2:4]]
     assert rows == res["confusion"]
+    # per-class precision / recall / F1, from the confusion matrix by hand
+    m = np.asarray(res["confusion"], float)
+    for i, name in enumerate(["left", "right"]):
+        got = res["per_class"][name]
+        p = m[i, i] / m[:, i].sum() if m[:, i].sum() else 0.0
+        rc = m[i, i] / m[i].sum()
+        assert got["precision"] == pytest.approx(p) and got["recall"] == pytest.approx(rc)
+        assert got["f1"] == pytest.approx(2 * p * rc / (p + rc) if p + rc else 0.0)
+        assert got["support"] == int(m[i].sum())
+        assert lines[5 + i].split() == [name, f"{p:.3f}", f"{rc:.3f}", f"{got['f1']:.3f}", str(int(m[i].sum()))]
+    assert res["checkpoint"] == {"step": 2, "which": "best"}
+
+
+def test_evaluate_draws_its_confusion_matrix(workspace, tmp_path):
+    root, _ = workspace
+    png = tmp_path / "confusion.png"
+    args = ["evaluate", str(root / "run"), str(root / "cache.h5"), "--batch-size", "2", "--last",
+            "--confusion-png", str(png)]
+    r = CliRunner().invoke(main, args)
+    assert r.exit_code == 0, r.output
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "last checkpoint, step 2" in r.output
+    again = CliRunner().invoke(main, args)
+    assert_one_error(again, f"{png}: exists")
 
 
 def test_classify_matches_evaluate_and_streams(workspace):
