@@ -12,7 +12,7 @@ The data are synthetic token streams on a 128 × 128 × 2 grid (DVS128 Gesture's
   ``data_wait`` is the share of the step time spent waiting for the next batch;
 * checkpoint: :meth:`RunCheckpoints.save` of the model and optimizer (mean of 3 saves), also as
   a share of the model step time at the default ``--checkpoint-every 0`` policy (at most one
-  save per max(60 s, 50 × save time));
+  save per max(60 s, 60 × save time));
 * devices: the model step with the batch sharded over a mesh of 1 and of 2 devices, in a
   subprocess started with ``XLA_FLAGS=--xla_force_host_platform_device_count=2`` (on a CPU the
   two fake devices share the same cores: this checks the sharded path, it cannot speed up).
@@ -169,7 +169,9 @@ def main() -> None:
     print(f"full step (prefetch thread, crops, augmentation, padding): {full['step_s']:.3f} s/step, "
           f"{full['tokens_per_s']:,.0f} tokens/s, waiting for data {100 * full['data_wait']:.1f} % of the step time")
     ck = checkpoint_cost(args.preset)
-    interval = max(60.0, 50 * ck["save_s"])
+    from eventssm.train.fit import MIN_SAVE_INTERVAL_S, SAVE_COST_FACTOR
+
+    interval = max(MIN_SAVE_INTERVAL_S, SAVE_COST_FACTOR * ck["save_s"])
     print(f"checkpoint: {ck['save_s']:.3f} s per save, {ck['bytes'] / 2**20:.1f} MiB; default policy saves at most "
           f"every {interval:.0f} s = {100 * ck['save_s'] / interval:.2f} % of the time")
     env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=2", JAX_PLATFORMS="cpu",

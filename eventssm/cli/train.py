@@ -126,7 +126,15 @@ def evaluate_cmd(run: Path, cache: Path, batch_size: int, last: bool, confusion_
         check_lengths(ds.lengths, range(len(ds)), loaded.spec.train.buckets, what="", where=str(cache))
     except (CheckpointError, DatasetError, PreflightError) as exc:
         fail(str(exc))
-    res = evaluate(loaded.model, ds, batch_size=batch_size, buckets=loaded.spec.train.buckets)
+    import sys
+
+    from tqdm import tqdm
+
+    # a bar on a terminal, for caches that take a while (it goes away when done)
+    with tqdm(total=len(ds), unit="sample", file=sys.stderr, leave=False,
+              disable=not sys.stderr.isatty() or len(ds) < 256) as bar:
+        res = evaluate(loaded.model, ds, batch_size=batch_size, buckets=loaded.spec.train.buckets,
+                       progress=bar.update)
     names = list(ds.class_names)
     res["per_class"] = dict(zip(names, _rows(per_class(res["confusion"])), strict=True))
     res["checkpoint"] = {"step": loaded.step, "which": loaded.which}

@@ -9,7 +9,7 @@ background thread (:mod:`eventssm.train.stream`). With a run folder:
   data) and after every validation a ``{"kind": "val", ...}`` record go to ``metrics.jsonl``;
 * checkpoints (:class:`~eventssm.train.checkpoint.RunCheckpoints`) every
   ``cfg.checkpoint_every`` steps (0: whenever the time since the last save reaches
-  ``max(50 × the last save's duration, 60 s)``, so saving costs < 2 % of the time), at every
+  ``max(60 × the last save's duration, 60 s)``, so saving costs < 2 % of the time), at every
   validation, at the end, and when SIGINT/SIGTERM asked to stop (then
   :class:`~eventssm.train.interrupt.Interrupted` is raised);
 * ``resume=True`` restores the newest intact checkpoint: parameters, optimizer state, root key,
@@ -44,9 +44,9 @@ from eventssm.train.stream import Prefetcher, TrainOrder
 log = logging.getLogger(__name__)
 
 #: automatic checkpoints: at most one save per this many seconds of training, and per
-#: ``SAVE_COST_FACTOR`` times the duration of the last save (cost < 1/50 = 2 %)
+#: ``SAVE_COST_FACTOR`` times the duration of the last save (cost <= 1/60, under 2 %)
 MIN_SAVE_INTERVAL_S = 60.0
-SAVE_COST_FACTOR = 50.0
+SAVE_COST_FACTOR = 60.0
 
 
 class Callbacks:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import jax
@@ -28,8 +28,11 @@ def evaluate(
     indices: Sequence[int] | None = None,
     batch_size: int = 16,
     buckets: Sequence[int] | None = None,
+    progress: Callable[[int], None] | None = None,
 ) -> dict[str, Any]:
     """Accuracy, mean loss and confusion matrix on whole samples (no crops, dropout off).
+
+    ``progress``, when given, is called with the number of samples of every batch done.
 
     When the dataset says which recording each sample was cut from (``source_index``, as a
     sliced :class:`~eventssm.tokenizers.dataset.TokenDataset` does) and some recording gave
@@ -54,6 +57,8 @@ def evaluate(
         rows.append(b.index)
         log_probs.append(np.asarray(jax.nn.log_softmax(out["logits"], -1)))
         true.append(np.asarray(b.labels))
+        if progress is not None:
+            progress(len(pred))
     acc = float(np.trace(confusion) / max(n, 1))
     res = {"accuracy": acc, "loss": total_loss / max(n, 1), "n": n, "confusion": confusion.tolist()}
     sources = getattr(dataset, "source_index", None)
