@@ -20,8 +20,8 @@ _SEED = click.IntRange(0, 2**31 - 1)
 _POSITIVE = click.IntRange(min=1)
 
 
-_TRAIN_OPTIONS = ("preset", "layer", "d_model", "d_state", "stages", "layers_per_stage", "scan_method", "steps",
-                  "batch_size", "crop_events", "lr", "ssm_lr", "val_fraction", "augment", "cutmix", "seed",
+_TRAIN_OPTIONS = ("preset", "layer", "d_model", "d_state", "stages", "layers_per_stage", "scan_method", "dtype",
+                  "steps", "batch_size", "crop_events", "lr", "ssm_lr", "val_fraction", "augment", "cutmix", "seed",
                   "log_every", "eval_every", "patience", "accumulate", "checkpoint_every", "keep")
 
 
@@ -40,6 +40,8 @@ _TRAIN_OPTIONS = ("preset", "layer", "d_model", "d_state", "stages", "layers_per
 @click.option("--layers-per-stage", type=_POSITIVE, default=None, help="Override the preset's SSM layers per stage.")
 @click.option("--scan-method", type=click.Choice(SCAN_METHODS), default=None,
               help="Override the preset's linear-recurrence scan (same results; speed and compile time differ).")
+@click.option("--dtype", type=click.Choice(["float32", "bfloat16"]), default=None,
+              help="Computation dtype of embeddings, projections and MLPs (the SSM stays float32). [default: float32]")
 @click.option("--steps", type=_POSITIVE, default=300, show_default=True, help="Optimizer updates.")
 @click.option("--batch-size", type=_POSITIVE, default=16, show_default=True,
               help="Rows per micro-batch (split over the devices).")
@@ -69,8 +71,9 @@ _TRAIN_OPTIONS = ("preset", "layer", "d_model", "d_state", "stages", "layers_per
 @click.pass_context
 def train(ctx: click.Context, cache: Path, out: Path, resume: bool, overwrite: bool, preset: str, layer: str,
           d_model: int | None, d_state: int | None, stages: int | None, layers_per_stage: int | None,
-          scan_method: str | None, steps: int, batch_size: int, accumulate: int, crop_events: int, lr: float,
-          ssm_lr: float, val_fraction: float, eval_every: int, patience: int, augment: str, cutmix: float,
+          scan_method: str | None, dtype: str | None, steps: int, batch_size: int, accumulate: int,
+          crop_events: int, lr: float, ssm_lr: float, val_fraction: float, eval_every: int, patience: int,
+          augment: str, cutmix: float,
           seed: int, log_every: int, checkpoint_every: int, keep: int, devices: int | None) -> None:
     """Train a classifier on CACHE (made by `eventssm preprocess`) into the run folder OUT.
 
@@ -92,7 +95,7 @@ def train(ctx: click.Context, cache: Path, out: Path, resume: bool, overwrite: b
         run_training(cache, out, resume=resume, overwrite=overwrite, clear=clear_run_folder, stop=stop,
                      given=given, devices=devices, model_args=dict(
                          preset=preset, layer=layer, d_model=d_model, d_state=d_state, n_stages=stages,
-                         layers_per_stage=layers_per_stage, scan_method=scan_method),
+                         layers_per_stage=layers_per_stage, scan_method=scan_method, dtype=dtype),
                      train_args=dict(steps=steps, batch_size=batch_size, accumulate=accumulate,
                                      crop_events=crop_events, lr=lr, ssm_lr=ssm_lr, val_fraction=val_fraction,
                                      eval_every=eval_every, patience=patience, augment=augment, cutmix=cutmix,

@@ -321,6 +321,8 @@ class SSMBlock(nnx.Module):
         pool_mode: residual-path pooling, one of ``POOL_MODES``.
         dropout: dropout rate (broadcast over time).
         conj_sym, discretization, dt_min, dt_max, step_rescale, scan_method: passed to the SSM.
+        dtype: computation dtype of the LayerNorm and the projections (None: float32); the
+            SSM always computes in float32 / complex64.
         rngs: parameter and dropout RNG streams.
     """
 
@@ -342,6 +344,7 @@ class SSMBlock(nnx.Module):
         dt_max: float = 1e-1,
         step_rescale: float = 1.0,
         scan_method: str = "associative",
+        dtype=None,
         rngs: nnx.Rngs,
     ):
         if stride < 1:
@@ -352,9 +355,9 @@ class SSMBlock(nnx.Module):
         self.d_model = int(d_model)
         self.stride = int(stride)
         self.pool_mode = pool_mode
-        self.norm = nnx.LayerNorm(d_in, rngs=rngs)
+        self.norm = nnx.LayerNorm(d_in, dtype=dtype, rngs=rngs)
         self.in_proj = (
-            nnx.Linear(d_in, d_model, use_bias=False, rngs=rngs) if d_in != d_model else None
+            nnx.Linear(d_in, d_model, use_bias=False, dtype=dtype, rngs=rngs) if d_in != d_model else None
         )
         self.ssm = make_ssm(
             layer,
@@ -370,8 +373,8 @@ class SSMBlock(nnx.Module):
             scan_method=scan_method,
             rngs=rngs,
         )
-        self.gate = nnx.Linear(d_model, d_model, rngs=rngs)
-        self.skip_proj = nnx.Linear(d_in, d_model, rngs=rngs) if d_in != d_model else None
+        self.gate = nnx.Linear(d_model, d_model, dtype=dtype, rngs=rngs)
+        self.skip_proj = nnx.Linear(d_in, d_model, dtype=dtype, rngs=rngs) if d_in != d_model else None
         self.dropout = nnx.Dropout(dropout, broadcast_dims=(1,), rngs=rngs)
 
     @property
