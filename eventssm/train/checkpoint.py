@@ -181,6 +181,12 @@ class RunCheckpoints:
             notes.append(f"{self.step_dir(step)}: {why}; skipped")
         return None, notes
 
+    def delete_after(self, step: int) -> None:
+        """Remove the (damaged) steps after ``step``, the one a resumed run continues from."""
+        for s in self.steps():
+            if s > step:
+                self._mngr.delete(s)
+
     def best_step(self) -> int | None:
         return self._mngr.best_step()
 

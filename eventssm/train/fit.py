@@ -254,6 +254,7 @@ def _resume(ckpt, record, model, optimizer, order: TrainOrder, split, cb: Callba
     if step is None:
         raise CheckpointError(f"{ckpt.run}: no intact checkpoint to resume from")
     restored = ckpt.restore(step, model, optimizer)
+    ckpt.delete_after(step)  # damaged steps: the continued run writes them again
     meta = restored.meta
     if meta.get("split") != split:
         raise CheckpointError(f"{ckpt.step_dir(step)}: the run was trained on another train/validation split "
