@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -40,7 +41,10 @@ class _Progress:
         if self.tty:
             from tqdm import tqdm
 
-            self.bar = tqdm(total=self.total, initial=self._start, unit="step", file=sys.stderr, dynamic_ncols=True)
+            # a terminal that reports 0 columns (e.g. under `script`) would get an empty bar
+            width = None if shutil.get_terminal_size((100, 24)).columns > 0 else 100
+            self.bar = tqdm(total=self.total, initial=self._start, unit="step", file=sys.stderr, ncols=width,
+                            dynamic_ncols=width is None)
             self.bar.update(1)
 
     def started(self, first_step: int, last_step: int) -> None:
