@@ -1,42 +1,26 @@
-"""``eventssm classify``: predict the class of raw recordings with a trained checkpoint."""
+"""``eventssm classify``: predict the class of raw recordings with a trained checkpoint.
+
+Parsing and printing only; the inference is :mod:`eventssm.predict`. The cheap checks (run
+folder, inputs exist, are readable, have a detectable format, output path) run before JAX is
+imported.
+"""
 
 from __future__ import annotations
 
+import csv
+import io
 import json
+import os
 from pathlib import Path
 
 import click
 
-from eventssm.cli._common import fail
+from eventssm.cli._common import fail, parse_size
 
-_MAX_CHUNK = 1 << 20  # --stream chunks up to this many events are padded to exactly N
-#: files longer than the largest padded length of the full model are classified by the
-#: streaming model (the same logits: tests/models/test_streaming.py) in chunks of this size
-LONG_CHUNK = 1 << 16
-def chunk_width(every: int, n_events: int) -> int:
-    """Padded length of the ``--stream`` chunks of a file of ``n_events`` events.
+#: kept importable from here (the tests and older scripts use them)
+from eventssm.predict import _MAX_CHUNK, LONG_CHUNK, chunk_width  # noqa: F401
 
-    Every chunk is padded (masked) to this length, so one compiled function serves all chunks
-    of all files: N itself, unless N is beyond :data:`_MAX_CHUNK` and the file, when the
-    smallest power of two >= ``n_events`` bounds the allocation instead.
-    """
-    if every <= _MAX_CHUNK:
-        return every
-    return min(every, 1 << max(n_events - 1, 0).bit_length())
-
-
-_PREDICT = []  # the compiled predictor, made on first use (importing this module needs no JAX)
-
-
-def _predict_fn():
-    """``(model, tokens, dt, mask) -> class probabilities``, jit-compiled once per model graph and
-    input shape for the whole process (several calls in one process reuse the compilation)."""
-    if not _PREDICT:
-        import jax
-        from flax import nnx
-
-        _PREDICT.append(nnx.jit(lambda model, t, d, m: jax.nn.softmax(model(t, d, m), -1)))
-    return _PREDICT[0]
+_OUTPUT_TYPES = (".csv", ".json")
 
 
 @click.command("classify")
@@ -45,87 +29,112 @@ def _predict_fn():
 @click.option("--top", type=click.IntRange(min=1), default=3, show_default=True, help="Classes to show per file.")
 @click.option("--stream", "stream_every", type=click.IntRange(min=0), default=0, metavar="N",
               help="Also run the streaming model and print its prediction every N events.")
-@click.option("--json", "as_json", is_flag=True, help="One JSON object per file.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per file on stdout.")
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Also write the results to FILE: .csv (file,label,probability,top) or .json (a list).")
+@click.option("--overwrite", is_flag=True, help="Replace an existing --output file.")
+@click.option("--flip-x", is_flag=True, help="Mirror the inputs left-right (on top of the training cache's flips).")
+@click.option("--flip-y", is_flag=True, help="Mirror the inputs upside down (on top of the training cache's flips).")
+@click.option("--stretch", is_flag=True,
+              help="Rescale a sensor of another aspect ratio to the checkpoint's grid instead of refusing it.")
+@click.option("--sensor-size", "sensor_text", default=None, metavar="WxH", help="Sensor size when a file does not say.")
+@click.option("--format", "fmt", default=None, metavar="NAME", help="Reader for every file instead of detection.")
 @click.option("--last", is_flag=True, help="Use the run's last checkpoint instead of its best by validation.")
-def classify(run: Path, files: tuple[Path, ...], top: int, stream_every: int, as_json: bool, last: bool) -> None:
-    """Classify FILES (any readable format) with the checkpoint RUN from `eventssm train`.
+def classify(run: Path, files: tuple[Path, ...], top: int, stream_every: int, as_json: bool, output: Path | None,
+             overwrite: bool, flip_x: bool, flip_y: bool, stretch: bool, sensor_text: str | None,
+             fmt: str | None, last: bool) -> None:
+    """Classify FILES (recordings or folders of them) with the checkpoint RUN from `eventssm train`.
 
-    Each file is tokenized exactly as the training cache was (settings stored in RUN).
+    Each file is tokenized as the training cache was (settings stored in RUN), cut into the
+    cache's slices, and the slices' log-probabilities are averaged (as `evaluate` does by
+    recording). A recording from another sensor is rescaled to the checkpoint's grid (a note
+    says so) when the aspect ratio matches. With RUN/calibration.json the logits are divided
+    by its temperature (output marked "calibrated").
     """
-    import jax.numpy as jnp
-    import numpy as np
-
     from eventssm.events import EventFileError
-    from eventssm.tokenizers.dataset import DatasetError, tokenize_file
-    from eventssm.train import CheckpointError, load_run
+    from eventssm.predict import PredictError, Predictor, check_inputs, read_run_info
 
+    sensor = (*parse_size(sensor_text, "--sensor-size"), 2) if sensor_text else None
+    if fmt is not None:
+        from eventssm.io import formats
+
+        if fmt not in formats():
+            fail(f"unknown format {fmt!r}; known: {', '.join(formats())}")
     try:
-        loaded = load_run(run, "last" if last else "best")
-    except CheckpointError as exc:
+        info = read_run_info(run)
+    except PredictError as exc:
         fail(str(exc))
-    model, spec = loaded.model, loaded.spec
-    # whole recordings: the cache's slicing only chose training samples
-    settings = spec.inference_settings()
-    names = list(spec.class_names)
-    sensor = spec.sensor_size
-    from eventssm.tokenizers.batching import DEFAULT_BUCKETS, pad_batch
-
-    # padded to a bucket length, so files of different lengths share a few compiled shapes
-    forward = _predict_fn()
-    failed = 0
-    streamer = None
-    for path in files:
+    if output is not None:
+        _check_output(output, overwrite)
+    good, errors = check_inputs(files, format=fmt, exclude=[output] if output is not None else [])
+    for line in errors:
+        click.echo(f"error: {line}", err=True)
+    if output is not None and any(os.path.abspath(f) == os.path.abspath(output) for f in good):
+        fail(f"{output}: is one of the inputs; give another --output")
+    if not good:
+        raise SystemExit(1 if errors else 2)
+    predictor = Predictor(run, flip_x=flip_x, flip_y=flip_y, stretch=stretch, sensor_size=sensor, format=fmt,
+                          which="last" if last else "best")
+    cal = f" (calibrated, T={info.temperature:.3g})" if info.temperature is not None else ""
+    failed = len(errors)
+    results = []
+    for path in good:
         try:
-            tf = tokenize_file(path, settings=settings, sensor_size=sensor)
-        except (EventFileError, DatasetError) as exc:
+            pred = predictor.predict_file(path, stream_every=stream_every)
+        except KeyboardInterrupt:
+            fail("interrupted" + (f"; {output} was not written" if output is not None else ""), code=130)
+        except (EventFileError, PredictError) as exc:
             click.echo(f"error: {exc}", err=True)
             failed += 1
             continue
-        n_ev = len(tf.tokens)
-        if (stream_every > 0 or n_ev > DEFAULT_BUCKETS[-1]) and streamer is None:
-            from eventssm.models.streaming import Streamer
-
-            streamer = Streamer(model)  # compiled once, for every file
-        if n_ev <= DEFAULT_BUCKETS[-1]:
-            b = pad_batch([(tf.tokens, tf.dt)], [0])
-            probs = np.asarray(forward(model, jnp.asarray(b.tokens), jnp.asarray(b.dt), jnp.asarray(b.mask)))[0]
-        else:  # beyond the largest padded length: the streaming model, bounded memory
-            logits = _streamed(streamer, tf.tokens, tf.dt, LONG_CHUNK)[-1][1]
-            probs = np.exp(logits - logits.max())
-            probs /= probs.sum()
-        order = np.argsort(-probs)[:top]
-        result = {"file": str(path), "events": n_ev,
-                  "top": [{"class": names[i], "p": round(float(probs[i]), 4)} for i in order]}
+        if pred.note:
+            click.echo(f"note: {pred.note}", err=True)
+        row = {"file": str(path), "events": pred.n_events, "samples": pred.n_samples,
+               "label": pred.label, "probability": round(pred.probability, 4), "calibrated": pred.calibrated,
+               "top": [{"class": c, "p": round(p, 4)} for c, p in pred.top(top)]}
         if stream_every > 0:
-            result["stream"] = [{"events": k, "class": names[int(lg.argmax())]}
-                                for k, lg in _streamed(streamer, tf.tokens, tf.dt, chunk_width(stream_every, n_ev))]
+            row["stream"] = [{"events": k, "class": c} for k, c in pred.stream]
+        results.append(row)
         if as_json:
-            click.echo(json.dumps(result))
+            click.echo(json.dumps(row))
         else:
-            tops = ", ".join(f"{t['class']} {t['p']:.3f}" for t in result["top"])
-            click.echo(f"{path}: {tops}  ({result['events']:,} events)")
-            for s in result.get("stream", []):
+            tops = ", ".join(f"{t['class']} {t['p']:.3f}" for t in row["top"])
+            sliced = f", {pred.n_samples} slices" if pred.n_samples > 1 else ""
+            click.echo(f"{path}: {tops}  ({pred.n_events:,} events{sliced}){cal}")
+            for s in row.get("stream", []):
                 click.echo(f"    after {s['events']:>8,} events: {s['class']}")
+    if output is not None and results:
+        _write_results(output, results)
+        click.echo(f"wrote {output} ({len(results)} recordings)", err=True)
     if failed:
         raise SystemExit(1)
 
 
-def _streamed(streamer, tokens, dt, width: int) -> list:
-    """``[(events so far, logits (C,) float64), …]`` after every chunk of ``width`` events of one
-    recording, from the streaming model (state carried; chunks padded to ``width`` and masked, so
-    one compiled function serves them all)."""
-    import jax.numpy as jnp
-    import numpy as np
+def _check_output(output: Path, overwrite: bool) -> None:
+    if output.suffix.lower() not in _OUTPUT_TYPES:
+        fail(f"{output}: unknown output type {output.suffix!r}; give a .csv or .json file")
+    if output.exists() and not overwrite:
+        fail(f"{output}: exists (use --overwrite to replace it)")
+    parent = output.absolute().parent
+    if not parent.is_dir():
+        fail(f"{output}: folder {parent} does not exist")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        fail(f"{output}: cannot write the output: {parent} is not writable")
 
-    state = streamer.init_state(1)
-    out = []
-    n_ev = len(tokens)
-    for a in range(0, n_ev, width):
-        k = min(width, n_ev - a)
-        ct = np.zeros((1, width), np.int32)
-        cd = np.zeros((1, width), np.float32)
-        ct[0, :k], cd[0, :k] = tokens[a:a + k], dt[a:a + k]
-        cm = np.arange(width)[None, :] < k
-        state, logits = streamer.step_chunk(state, jnp.asarray(ct), jnp.asarray(cd), jnp.asarray(cm), last_only=True)
-        out.append((a + k, np.asarray(logits[0], np.float64)))
-    return out
+
+def _write_results(output: Path, rows: list[dict]) -> None:
+    """CSV (``file,label,probability,calibrated,top``; top as ``class:p;class:p``) or a JSON
+    list, written to a temporary file next to ``output`` and renamed (never half written)."""
+    if output.suffix.lower() == ".json":
+        text = json.dumps(rows, indent=1)
+    else:
+        buf = io.StringIO()
+        w = csv.writer(buf, lineterminator="\n")
+        w.writerow(["file", "label", "probability", "calibrated", "top"])
+        for r in rows:
+            w.writerow([r["file"], r["label"], f"{r['probability']:.4f}", int(r["calibrated"]),
+                        ";".join(f"{t['class']}:{t['p']:.4f}" for t in r["top"])])
+        text = buf.getvalue()
+    from eventssm.io.writers import write_bytes_atomic
+
+    write_bytes_atomic(output, text.encode())

@@ -29,7 +29,11 @@ from eventssm.cli._common import fail, os_error_message, parse_size
 @click.option("--downsample", type=click.IntRange(min=1), default=None,
               help="Integer spatial pooling factor (token grid ceil(W/N) x ceil(H/N)).")
 @click.option("--target-size", default=None, metavar="WxH",
-              help="Rescale the sensor to a WxH token grid instead of --downsample.")
+              help="Rescale each recording from its own sensor size to a WxH token grid "
+                   "(x' = floor(x*W/Wsensor)) instead of --downsample; recordings of "
+                   "different cameras may then share the cache.")
+@click.option("--flip-x", is_flag=True, help="Mirror every recording left-right (x' = W-1-x) before tokenizing.")
+@click.option("--flip-y", is_flag=True, help="Mirror every recording upside down (y' = H-1-y) before tokenizing.")
 @click.option("--merge-polarity", is_flag=True, help="Ignore polarity (vocabulary halves).")
 @click.option("--time-unit", type=click.Choice(["us", "ms", "s"]), default="ms",
               show_default=True, help="Unit of the stored inter-event times dt.")
@@ -68,6 +72,8 @@ def preprocess(
     classes: str | None,
     downsample: int | None,
     target_size: str | None,
+    flip_x: bool,
+    flip_y: bool,
     merge_polarity: bool,
     time_unit: str,
     slice_events: int | None,
@@ -130,6 +136,8 @@ def preprocess(
             slice_events=slice_events,
             overlap=overlap,
             sort_events=sort_events,
+            flip_x=flip_x,
+            flip_y=flip_y,
         )
     except ValueError as exc:
         fail(str(exc))

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from eventssm.cli._common import FiniteFloatRange, fail, os_error_message
+from eventssm.cli._common import FiniteFloatRange, fail, os_error_message, parse_size
 from eventssm.cli.info import _SensorSizeCommand, parse_sensor_size
 
 
@@ -29,10 +29,14 @@ from eventssm.cli.info import _SensorSizeCommand, parse_sensor_size
 @click.option("--sensor-size", "sensor_text", default=None, metavar="WxH",
               help="Sensor size when the file does not say.")
 @click.option("--format", "fmt", default=None, help="Reader to use instead of detection.")
+@click.option("--flip-x", is_flag=True, help="Mirror left-right (x' = W-1-x), as preprocess --flip-x.")
+@click.option("--flip-y", is_flag=True, help="Mirror upside down (y' = H-1-y), as preprocess --flip-y.")
+@click.option("--target-size", "target_text", default=None, metavar="WxH",
+              help="Rescale to a WxH grid as preprocess --target-size does (what the model sees).")
 @click.option("--overwrite", is_flag=True, help="Replace an existing video file.")
 def render(file: Path, out: Path, window_ms: float, fps: float | None, start_ms: float,
            duration_ms: float | None, clip: int, scale: int, sensor_text: str | None, fmt: str | None,
-           overwrite: bool) -> None:
+           flip_x: bool, flip_y: bool, target_text: str | None, overwrite: bool) -> None:
     """Render FILE as frames: ON events red, OFF events blue, on black (one frame per window).
 
     Example: eventssm render recording.raw -o recording.mp4 --window-ms 20 --scale 2
@@ -41,7 +45,8 @@ def render(file: Path, out: Path, window_ms: float, fps: float | None, start_ms:
 
     from eventssm.io import read_events
     from eventssm.render import VIDEO_CODECS, iter_frames, write_frames
-    from eventssm.tokenizers.functional import sort_events
+    from eventssm.tokenizers.dataset import flip_events
+    from eventssm.tokenizers.functional import downsample_events, sort_events
 
     video = out.suffix.lower() in VIDEO_CODECS
     if out.exists() and (not video or not overwrite or out.is_dir()):
@@ -52,8 +57,13 @@ def render(file: Path, out: Path, window_ms: float, fps: float | None, start_ms:
     if not parent.is_dir():
         fail(f"{out}: folder {parent} does not exist")
     sensor = parse_sensor_size(sensor_text) if sensor_text else None
+    target = parse_size(target_text, "--target-size") if target_text else None
     rec = read_events(file, format=fmt, sensor_size=sensor)  # EventFileError: one line (cli main)
     events = sort_events(rec.events)  # the array itself when already in time order
+    size = tuple(rec.sensor_size)
+    events = flip_events(events, size, flip_x=flip_x, flip_y=flip_y)
+    if target is not None:
+        events, size = downsample_events(events, size, target)  # x' = x * W' // W, as the tokenizer
     if len(events) == 0:
         fail(f"{file}: no events to render")
     t0 = int(events["t"][0]) + round(start_ms * 1000)
@@ -62,11 +72,11 @@ def render(file: Path, out: Path, window_ms: float, fps: float | None, start_ms:
         lasts = (int(events["t"][-1]) - int(events["t"][0])) / 1000
         fail(f"{file}: no events from {start_ms:g} ms" + ("" if duration_ms is None else f" for {duration_ms:g} ms")
              + f" after the first event (the recording lasts {lasts:g} ms)")
-    frames = iter_frames(events, rec.sensor_size, window_ms * 1000.0, clip=clip, t_start=t0, t_stop=t1,
+    frames = iter_frames(events, size, window_ms * 1000.0, clip=clip, t_start=t0, t_stop=t1,
                          scale=scale)
     try:
         n = write_frames(frames, out, fps or 1000.0 / window_ms, overwrite=overwrite)
     except OSError as exc:
         fail(os_error_message(exc, out) if exc.filename else str(exc))
-    w, h = rec.sensor_size[0] * scale, rec.sensor_size[1] * scale
+    w, h = size[0] * scale, size[1] * scale
     click.echo(f"{out}: {n} frames of {w}x{h} ({window_ms:g} ms each) from {file}")

@@ -117,17 +117,25 @@ def evaluate_cmd(run: Path, cache: Path, batch_size: int, last: bool, confusion_
     sample of CACHE (its best checkpoint by validation, or --last)."""
     if confusion_png is not None and confusion_png.exists():
         fail(f"{confusion_png}: exists; give a new file name")
+    from eventssm.predict import PredictError, check_cache, read_run_info
     from eventssm.tokenizers.dataset import DatasetError, TokenDataset
+
+    # cheap checks first: no JAX until the run folder and the cache are known to match
+    try:
+        info = read_run_info(run)
+        ds = TokenDataset(cache)
+        check_cache(info, ds, cache)
+    except (PredictError, DatasetError) as exc:
+        fail(str(exc))
     from eventssm.train import CheckpointError, evaluate, load_run
     from eventssm.train.preflight import PreflightError, check_lengths
     from eventssm.train.record import per_class
 
     try:
-        ds = TokenDataset(cache)
         loaded = load_run(run, "last" if last else "best")
         loaded.spec.check_compatible(ds, where=str(cache), run=str(run))
         check_lengths(ds.lengths, range(len(ds)), loaded.spec.train.buckets, what="", where=str(cache))
-    except (CheckpointError, DatasetError, PreflightError) as exc:
+    except (CheckpointError, PreflightError) as exc:
         fail(str(exc))
     import sys
 

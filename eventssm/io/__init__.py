@@ -44,7 +44,11 @@ def _check_path(path: str | os.PathLike) -> Path:
 
 def detect_format(path: str | os.PathLike) -> FormatSpec:
     """Find the reader for ``path``: magic bytes / header first, extension second."""
-    p = _check_path(path)
+    return _detect(_check_path(path))
+
+
+def _detect(p: Path) -> FormatSpec:
+    """:func:`detect_format` of a path :func:`_check_path` has checked."""
     try:
         head = head_bytes(p)
     except OSError as exc:
@@ -67,7 +71,7 @@ def detect_format(path: str | os.PathLike) -> FormatSpec:
 
 def _spec(path: Path, format: str | None) -> FormatSpec:
     if format is None:
-        return detect_format(path)
+        return _detect(path)
     specs = formats()
     if format not in specs:
         raise EventFileError(path, f"unknown format {format!r}; known: {', '.join(specs)}")

@@ -69,5 +69,17 @@ def formats() -> dict[str, FormatSpec]:
 
 
 def head_bytes(path: str | os.PathLike, n: int = SNIFF_BYTES) -> bytes:
-    with open(path, "rb") as f:
-        return f.read(n)
+    """The first ``n`` bytes of ``path`` (fewer for a shorter file), read with plain system
+    calls (a buffered file object costs more than the read itself on a small file)."""
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_BINARY", 0))
+    try:
+        parts, got = [], 0
+        while got < n:
+            part = os.read(fd, n - got)
+            if not part:
+                break
+            parts.append(part)
+            got += len(part)
+    finally:
+        os.close(fd)
+    return parts[0] if len(parts) == 1 else b"".join(parts)

@@ -20,6 +20,7 @@ release the GIL. :func:`read_threads` decides how many threads a read uses.
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -42,6 +43,7 @@ PARALLEL_MIN_BYTES = 8 << 20
 MAX_READ_THREADS = 8
 #: Segments per thread in a parallel read (a busy core then holds back less of the work).
 SEGMENTS_PER_THREAD = 4
+_SPARE = threading.local()  # the reused input buffer of spare_buffer()
 
 
 @dataclass(frozen=True)
@@ -125,22 +127,25 @@ def check_whole_units(path: Path, lay: BlockLayout, start: int, end: int) -> Non
         )
 
 
-def iter_blocks(path: Path, start: int, end: int, block_bytes: int, unit: int):
+def iter_blocks(path: Path, start: int, end: int, block_bytes: int, unit: int,
+                buf: np.ndarray | None = None):
     """Yield ``(byte offset, uint8 view)`` over whole units of ``[start, end)`` of ``path``.
 
-    The view is a reused buffer, valid until the next iteration.
+    The view is a reused buffer (``buf`` when given), valid until the next iteration.
     """
     with open_fd(path) as fd:
-        yield from iter_range(fd, path, start, end, unit, block_bytes)
+        yield from iter_range(fd, path, start, end, unit, block_bytes, buf)
 
 
-def _head_block(head: bytes, start: int, end: int, unit: int) -> np.ndarray | None:
+def _head_block(head: bytes | bytearray, start: int, end: int, unit: int) -> np.ndarray | None:
     """The whole units of ``[start, end)`` that ``head`` (the file's first bytes) holds, as a
-    writable array (the kernels are compiled for writable input), or None."""
+    writable array (the kernels are compiled for writable input: a ``bytearray`` head is
+    used in place, a ``bytes`` one copied), or None."""
     have = (min(len(head), end) - start) // unit * unit
     if have <= 0:
         return None
-    return np.frombuffer(head, dtype=np.uint8, count=have, offset=start).copy()
+    block = np.frombuffer(head, dtype=np.uint8, count=have, offset=start)
+    return block if block.flags.writeable else block.copy()
 
 
 def raise_problem(path: Path, lay: BlockLayout, off: int, words: np.ndarray, state0: np.ndarray,
@@ -174,14 +179,34 @@ def raise_problem(path: Path, lay: BlockLayout, off: int, words: np.ndarray, sta
     )
 
 
+#: Fewest units :func:`decode_all` hands a kernel before it grows the output instead.
+FIT_MIN_UNITS = 4096
+
+
+def fit_units(bound: Callable[[int], int], room: int, units: int) -> int:
+    """The most units, at most ``units``, whose worst-case output ``bound`` fits ``room``."""
+    if bound(units) <= room:
+        return units
+    lo, hi = 0, units  # bound(lo) <= room < bound(hi)
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if bound(mid) <= room:
+            lo = mid
+        else:
+            hi = mid
+    return lo
+
+
 def decode_all(path: Path, lay: BlockLayout, start: int, end: int, sensor: SensorSize,
                source: str, *, capacity: int | None = None, tolerate: int = 0,
                head: bytes = b"", state: np.ndarray | None = None) -> tuple[np.ndarray, int]:
     """Decode ``[start, end)`` of ``path`` into one ``EVENT_DTYPE`` array (blockwise).
 
     Args:
-        capacity: initial output capacity (default: ``lay.bound`` of the whole region); the
-            output grows when a block could overflow it.
+        capacity: initial output capacity (default: ``lay.bound`` of the whole region). A
+            block whose worst case does not fit the room left is decoded in pieces that do
+            (:func:`fit_units`); the output grows (x1.5, by copying) only when less than
+            :data:`FIT_MIN_UNITS` units would fit.
         tolerate: flags that do not raise (their union is returned).
         head: the file's first bytes, already read (the part of the region they hold is not
             read again).
@@ -206,21 +231,31 @@ def decode_all(path: Path, lay: BlockLayout, start: int, end: int, sensor: Senso
             yield start, first
             pos += len(first)
         if pos < end:
-            yield from iter_blocks(path, pos, end, READ_BLOCK_BYTES, lay.unit)
+            with spare_buffer(min(READ_BLOCK_BYTES, end - pos)) as buf:
+                yield from iter_blocks(path, pos, end, READ_BLOCK_BYTES, lay.unit, buf)
 
     for off, block in blocks():
         words = block.view(lay.word_dtype)
-        need = n + lay.bound(len(block) // lay.unit)
-        if need > len(out):  # grow by copying (ndarray.resize would zero-fill the new part)
-            bigger = np.empty(max(need, len(out) + len(out) // 2), EVENT_DTYPE)
-            bigger[:n] = out[:n]
-            out = bigger
-        state0 = state.copy()
-        m, flags = lay.kernel(words, out[n:], state, *lay.args)
-        if flags & ~tolerate:
-            raise_problem(path, lay, off, words, state0, sensor, source, (off - start) // lay.unit)
-        seen |= int(flags)
-        n += int(m)
+        step = lay.unit // words.itemsize
+        units = len(block) // lay.unit
+        u = 0
+        while u < units:  # the block, or pieces of it that fit the output's room
+            take = fit_units(lay.bound, len(out) - n, units - u)
+            if take < min(units - u, FIT_MIN_UNITS):  # grow by copying (ndarray.resize
+                need = n + lay.bound(min(units - u, FIT_MIN_UNITS))  # would zero-fill)
+                bigger = np.empty(max(need, len(out) + len(out) // 2), EVENT_DTYPE)
+                bigger[:n] = out[:n]
+                out = bigger
+                continue
+            piece = words[u * step : (u + take) * step]
+            state0 = state.copy()
+            m, flags = lay.kernel(piece, out[n:], state, *lay.args)
+            if flags & ~tolerate:
+                raise_problem(path, lay, off + u * lay.unit, piece, state0, sensor, source,
+                              (off - start) // lay.unit + u)
+            seen |= int(flags)
+            n += int(m)
+            u += take
     if n < len(out):
         out.resize(n, refcheck=False)  # shrinking keeps the data in place, no copy
     return out, seen
@@ -304,15 +339,42 @@ def _pread_into(fd: int, view: memoryview, offset: int) -> int:
     return len(data)
 
 
+@contextmanager
+def spare_buffer(nbytes: int) -> Iterator[np.ndarray]:
+    """A uint8 buffer of ``nbytes`` for the duration of a ``with`` block: this thread's
+    reused one when it is free and large enough, else a fresh one.
+
+    A whole-file read borrows it for its input blocks, so repeated reads of small files do
+    not pay fresh-page faults for a new block buffer each time. Streaming generators do not
+    use it (two of them may be alive in one thread).
+    """
+    spare = getattr(_SPARE, "buf", None)
+    if spare is None or getattr(_SPARE, "busy", False) or len(spare) < nbytes:
+        if getattr(_SPARE, "busy", False) or nbytes > READ_BLOCK_BYTES:
+            yield np.empty(nbytes, dtype=np.uint8)
+            return
+        spare = _SPARE.buf = np.empty(READ_BLOCK_BYTES, dtype=np.uint8)
+    _SPARE.busy = True
+    try:
+        yield spare[:nbytes]
+    finally:
+        _SPARE.busy = False
+
+
 def iter_range(fd: int, path: Path, start: int, end: int, unit: int,
-               block_bytes: int = READ_BLOCK_BYTES) -> Iterator[tuple[int, np.ndarray]]:
+               block_bytes: int = READ_BLOCK_BYTES,
+               buf: np.ndarray | None = None) -> Iterator[tuple[int, np.ndarray]]:
     """Yield ``(byte offset, uint8 view)`` over whole units of ``[start, end)`` of file ``fd``.
 
-    Positioned reads into a private buffer, so several threads may read one descriptor at
-    once. Views are valid until the next item. A file that ends early raises EventFileError.
+    Positioned reads into a private buffer (``buf`` when given, else a new one), so several
+    threads may read one descriptor at once. Views are valid until the next item. A file
+    that ends early raises EventFileError.
     """
     block_bytes = max(unit, block_bytes // unit * unit)
-    buf = np.empty(min(block_bytes, max(end - start, unit)), dtype=np.uint8)
+    want_bytes = min(block_bytes, max(end - start, unit))
+    if buf is None or len(buf) < want_bytes:
+        buf = np.empty(want_bytes, dtype=np.uint8)
+    buf = buf[:want_bytes]
     mv = memoryview(buf)
     off = start
     while off < end:

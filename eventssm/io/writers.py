@@ -138,3 +138,18 @@ def write_events(
         tmp.unlink(missing_ok=True)
         raise
     return dest
+
+
+def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> Path:
+    """Write ``data`` to ``path`` through a temporary file in the same folder, renamed at the
+    end: an interrupted write leaves ``path`` as it was and no temporary file."""
+    dest = Path(path)
+    tmp = dest.with_name(f".{dest.name}.{uuid.uuid4().hex}.tmp")
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+        os.replace(tmp, dest)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return dest

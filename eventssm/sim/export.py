@@ -8,7 +8,6 @@ encoders that live beside each reader (``encode_evt2``, ``encode_evt3``, ``encod
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 
 from eventssm.events import Recording
@@ -38,13 +37,6 @@ def write_recording(path: str | os.PathLike, rec: Recording, fmt: str) -> Path:
 
         write_events(path, rec, format="hdf5" if fmt == "h5" else "npz")
         return path
-    data = encode(rec, fmt)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    from eventssm.io.writers import write_bytes_atomic
+
+    return write_bytes_atomic(path, encode(rec, fmt))

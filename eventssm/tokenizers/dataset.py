@@ -72,6 +72,7 @@ __all__ = [
     "build_cache",
     "class_ids",
     "find_recordings",
+    "flip_events",
     "is_event_text",
     "is_token_cache",
     "labels_from_csv",
@@ -117,6 +118,13 @@ class TokenizerSettings:
         overlap: events shared by consecutive slices (stride = ``slice_events - overlap``).
         sort_events: stable-sort a recording by timestamp when it is not in time order
             (otherwise such a recording is an error, as in ``tokenize``).
+        flip_x, flip_y: mirror each recording on its own sensor before tokenizing
+            (``x' = W - 1 - x``, ``y' = H - 1 - y``; :class:`~eventssm.tokenizers.transforms.FlipX`
+            / ``FlipY``), for cameras mounted mirrored or upside down. Caches written before
+            these fields existed read as ``False``.
+
+    With ``target_size`` every recording is rescaled from its own sensor size, so one cache
+    can hold recordings of several cameras (:func:`write_cache`).
     """
 
     downsample: int = 1
@@ -126,6 +134,8 @@ class TokenizerSettings:
     slice_events: int | None = None
     overlap: int = 0
     sort_events: bool = False
+    flip_x: bool = False
+    flip_y: bool = False
 
     def __post_init__(self) -> None:
         if isinstance(self.downsample, bool) or int(self.downsample) != self.downsample:
@@ -154,6 +164,8 @@ class TokenizerSettings:
         object.__setattr__(self, "downsample", int(self.downsample))
         object.__setattr__(self, "merge_polarity", bool(self.merge_polarity))
         object.__setattr__(self, "sort_events", bool(self.sort_events))
+        object.__setattr__(self, "flip_x", bool(self.flip_x))
+        object.__setattr__(self, "flip_y", bool(self.flip_y))
         object.__setattr__(self, "overlap", int(self.overlap))
         if self.slice_events is not None:
             object.__setattr__(self, "slice_events", int(self.slice_events))
@@ -185,12 +197,17 @@ class TokenizerSettings:
 
     #: Fields that change the tokens of a recording (slicing only picks samples, and
     #: ``sort_events`` only decides whether an unsorted recording is an error).
-    TOKEN_FIELDS = ("downsample", "target_size", "merge_polarity", "time_unit")
+    TOKEN_FIELDS = ("downsample", "target_size", "merge_polarity", "time_unit", "flip_x", "flip_y")
 
     def same_tokens(self, other: TokenizerSettings) -> bool:
         """Whether ``other`` turns a recording into the same tokens and ``dt``."""
         a, b = self.to_dict(), other.to_dict()
         return all(a[k] == b[k] for k in self.TOKEN_FIELDS)
+
+    def same_grid_for_any_sensor(self) -> bool:
+        """Whether every recording gets the same token grid whatever its sensor size
+        (``target_size`` set), so a cache may mix cameras."""
+        return self.target_size is not None
 
     def differences(self, other: TokenizerSettings) -> list[str]:
         """``["downsample: 2 != 1", ...]`` for every field that differs (self first)."""
@@ -238,13 +255,29 @@ def _check_settings(path: Path, stored: TokenizerSettings, wanted: TokenizerSett
 # tokenizing one recording
 
 
-def _prepare(events: np.ndarray, settings: TokenizerSettings) -> np.ndarray:
-    """The events the slices index: sorted by time when ``settings.sort_events``."""
+def _prepare(events: np.ndarray, settings: TokenizerSettings, sensor_size: SensorSize) -> np.ndarray:
+    """The events the slices index: mirrored by ``settings.flip_x`` / ``flip_y`` on
+    ``sensor_size``, and sorted by time when ``settings.sort_events``."""
     if settings.sort_events:
         from eventssm.tokenizers.functional import sort_events
 
-        return sort_events(events)
+        events = sort_events(events)
+    if settings.flip_x or settings.flip_y:
+        events = flip_events(events, sensor_size, flip_x=settings.flip_x, flip_y=settings.flip_y)
     return events
+
+
+def flip_events(events: np.ndarray, sensor_size: SensorSize, *, flip_x: bool = False,
+                flip_y: bool = False) -> np.ndarray:
+    """``events`` mirrored: ``x' = W - 1 - x`` when ``flip_x``, ``y' = H - 1 - y`` when
+    ``flip_y`` (a new array; the input itself when neither is set). One numba pass
+    (:class:`~eventssm.tokenizers.transforms.FlipX` / ``FlipY``)."""
+    if not (flip_x or flip_y):
+        return events
+    from eventssm.tokenizers.transforms import Compose, FlipX, FlipY
+
+    ops = ((FlipX(tuple(sensor_size)),) if flip_x else ()) + ((FlipY(tuple(sensor_size)),) if flip_y else ())
+    return Compose(ops)(events, np.random.default_rng(0))  # deterministic: nothing is drawn
 
 
 def _slice_ranges(n_events: int, settings: TokenizerSettings) -> np.ndarray:
@@ -290,7 +323,7 @@ def tokenize_recording(
         (int64, (K,)) and each sample's event range in the recording (int64, (K, 2)).
     """
     settings = _coerce_settings(settings)
-    ev = _prepare(events, settings)
+    ev = _prepare(events, settings, sensor_size)
     ranges = _slice_ranges(len(ev), settings)
     toks, dts, lengths = [], [], np.empty(len(ranges), dtype=np.int64)
     for k, (a, b) in enumerate(ranges):
@@ -929,7 +962,9 @@ def write_cache(
         settings: the settings the items were tokenized with.
         class_names: class id -> name (empty for an unlabelled cache).
         sensor_size: the cache's sensor size; ``None`` takes the first item's. Every item must
-            have it.
+            have it, unless ``settings.target_size`` is set: then each recording was rescaled
+            from its own sensor to the same grid and sensors may differ (each recording's own
+            size stays in ``/sources/sensor_size``; the cache's is the first one's).
         root: folder that source paths are stored relative to (default: the first item's
             folder; on append, the cache's root). :func:`build_cache` passes the common parent
             folder of all its files.
@@ -954,6 +989,7 @@ def write_cache(
     """
     out = Path(path)
     settings = _coerce_settings(settings)
+    mixed = settings.same_grid_for_any_sensor()
     _check_compression(compression, compression_level)
     if append and overwrite:
         raise DatasetError("give either append or overwrite, not both")
@@ -1021,7 +1057,7 @@ def write_cache(
                 known = {existing.source_path(i) for i in range(len(existing.sources))}
             for item in _chain(pending, it):
                 s = item.source
-                if tuple(s.sensor_size) != tuple(sensor_size):
+                if tuple(s.sensor_size) != tuple(sensor_size) and not mixed:
                     ref = f" of {first_from}" if first_from else ""
                     err = EventFileError(
                         s.path,
@@ -1495,7 +1531,7 @@ class _FileTokenDataset(TokenDataset):
             size = tuple(int(v) for v in rec.sensor_size)
             if common is None:
                 common = size
-            elif size != common:
+            elif size != common and not settings.same_grid_for_any_sensor():
                 raise EventFileError(
                     p, f"sensor size {_fmt_size(size)} differs from {_fmt_size(common)} of "
                     f"{paths[0]}; give one sensor_size for all"
@@ -1543,7 +1579,7 @@ class _FileTokenDataset(TokenDataset):
         if st.st_size != src.size or st.st_mtime_ns != src.mtime_ns:
             raise DatasetError(f"{src.path}: changed since the dataset was indexed")
         rec = read_events(src.path, format=src.format, sensor_size=self._user_sensor)
-        ev = _prepare(rec.events, self._settings)
+        ev = _prepare(rec.events, self._settings, rec.sensor_size)
         self._last = (s, ev, rec.sensor_size)
         return ev, rec.sensor_size
 

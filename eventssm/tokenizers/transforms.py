@@ -47,6 +47,8 @@ __all__ = [
     "DropChunk",
     "DropEvent",
     "FlipLR",
+    "FlipX",
+    "FlipY",
     "Roll",
     "Rotate",
     "Scale",
@@ -539,6 +541,15 @@ class Scale(_EventOp):
         return kernels.OP_AFFINE, (w, h), _affine_about_centre(w, h, f, 0, 0, f), 0, ()
 
 
+def _mirror_op(sensor_size, axis: int) -> tuple:
+    """The affine op of a mirror: ``x' = W − 1 − x`` (axis 0) or ``y' = H − 1 − y`` (axis 1);
+    exact, since the coefficients are integers."""
+    w, h = _sensor_wh(sensor_size)
+    if axis == 0:
+        return kernels.OP_AFFINE, (w, h), (-1.0, 0.0, 0.0, 1.0, w - 1.0, 0.0), 0, ()
+    return kernels.OP_AFFINE, (w, h), (1.0, 0.0, 0.0, -1.0, 0.0, h - 1.0), 0, ()
+
+
 @dataclass(frozen=True)
 class FlipLR(_EventOp):
     """With probability ``p`` mirror left-right: ``x' = W − 1 − x``."""
@@ -547,10 +558,41 @@ class FlipLR(_EventOp):
     p: float = 0.5
 
     def _op(self, rng):
-        w, h = _sensor_wh(self.sensor_size)
         if rng.random() >= self.p:
             return None
-        return kernels.OP_AFFINE, (w, h), (-1.0, 0.0, 0.0, 1.0, w - 1.0, 0.0), 0, ()
+        return _mirror_op(self.sensor_size, 0)
+
+
+@dataclass(frozen=True)
+class FlipX(_EventOp):
+    """Mirror the x axis, ``x' = W − 1 − x`` (y, t, p unchanged), with probability ``p``.
+
+    The default ``p = 1`` is the deterministic geometry fix for a camera mounted mirrored
+    (``--flip-x``); it draws nothing from ``rng``. With ``p < 1`` it draws one uniform number,
+    as :class:`FlipLR` does.
+    """
+
+    sensor_size: tuple[int, ...]
+    p: float = 1.0
+    _axis = 0
+
+    def __post_init__(self):
+        if not 0.0 <= self.p <= 1.0:
+            raise EventFileError(None, f"{type(self).__name__} p must be in [0, 1], got {self.p}")
+
+    def _op(self, rng):
+        if self.p < 1.0 and rng.random() >= self.p:
+            return None
+        return _mirror_op(self.sensor_size, self._axis)
+
+
+@dataclass(frozen=True)
+class FlipY(FlipX):
+    """Mirror the y axis, ``y' = H − 1 − y`` (x, t, p unchanged), with probability ``p``
+    (default 1: a camera mounted upside down, ``--flip-y``). Rotating by 180° is
+    ``Compose((FlipX(s), FlipY(s)))``."""
+
+    _axis = 1
 
 
 def event_cutmix(

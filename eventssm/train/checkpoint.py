@@ -217,6 +217,27 @@ class RunCheckpoints:
         return Restored(step=step, meta=dict(out["meta"]), root_key=np.asarray(out["opt"]["root_key"]))
 
 
+def save_model_run(run: str | os.PathLike, model, spec: RunSpec, step: int = 0) -> Path:
+    """Write ``model`` as a run folder of its own (``run.json`` and one checkpoint, with a fresh
+    optimizer state): a model trained or built outside ``train`` becomes usable by ``evaluate``
+    and ``classify``."""
+    from eventssm.train.optim import make_optimizer
+
+    run = Path(run)
+    run.mkdir(parents=True, exist_ok=True)
+    tmp = run / ".run.json.tmp"
+    tmp.write_text(json.dumps(spec.to_dict(), indent=2, sort_keys=True))
+    os.replace(tmp, run / "run.json")
+    optimizer = nnx.Optimizer(model, make_optimizer(spec.train, model), wrt=nnx.Param)
+    ckpt = RunCheckpoints(run)
+    try:
+        ckpt.save(step, model, optimizer, root_key=jax.random.key(spec.train.seed),
+                  meta={"spec": spec.to_dict(), "step": step})
+    finally:
+        ckpt.close()
+    return run
+
+
 @dataclass
 class LoadedRun:
     """A model loaded by :func:`load_run`."""

@@ -70,6 +70,23 @@ def evaluate(
     return res
 
 
+def recording_log_probs(source: np.ndarray, log_probs: np.ndarray
+                        ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Each recording's mean sample log-probability, the vote of :func:`recording_votes`
+    (also used by :mod:`eventssm.predict` for the slices of one file).
+
+    Args:
+        source: (K,) recording of each sample.  log_probs: (K, C).
+    Returns:
+        ``(recordings (R,), inverse (K,) row of each sample, counts (R,), means (R, C))`` with
+        ``means[r, c] = mean_{k: source_k = r} log_probs[k, c]``.
+    """
+    recs, inverse, counts = np.unique(source, return_inverse=True, return_counts=True)
+    sums = np.zeros((len(recs), log_probs.shape[1]))
+    np.add.at(sums, inverse, log_probs)
+    return recs, inverse, counts, sums / np.maximum(counts, 1)[:, None]
+
+
 def recording_votes(source: np.ndarray, log_probs: np.ndarray, labels: np.ndarray,
                     n_classes: int) -> dict[str, Any] | None:
     """Accuracy by recording from per-sample log-probabilities.
@@ -81,12 +98,10 @@ def recording_votes(source: np.ndarray, log_probs: np.ndarray, labels: np.ndarra
         ``argmax_c mean_{k: source_k = r} log_probs[k, c]`` (its label: that of its samples), or
         None when every recording gave a single sample (the sample accuracy says it all).
     """
-    recs, inverse, counts = np.unique(source, return_inverse=True, return_counts=True)
+    recs, inverse, counts, means = recording_log_probs(source, log_probs)
     if counts.max(initial=0) < 2:
         return None
-    sums = np.zeros((len(recs), log_probs.shape[1]))
-    np.add.at(sums, inverse, log_probs)
-    pred = np.argmax(sums / counts[:, None], axis=1)
+    pred = np.argmax(means, axis=1)
     label = np.zeros(len(recs), np.int64)
     label[inverse] = labels
     confusion = np.zeros((n_classes, n_classes), np.int64)

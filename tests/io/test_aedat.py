@@ -74,7 +74,8 @@ def _aedat2_reference(path: Path, davis: bool, w: int, h: int) -> np.ndarray:
                            (a >> 11) & 1 == 1)
     keep = (addr & 0x80008000) == 0
     a = addr[keep]
-    return make_events(127 - ((a >> 1) & 127), (a >> 8) & 127, ts[keep], a & 1 == 0)
+    # jAER counts y upwards from the bottom row; image rows count down from the top
+    return make_events(127 - ((a >> 1) & 127), 127 - ((a >> 8) & 127), ts[keep], a & 1 == 0)
 
 
 # --------------------------------------------------------------------------------------------
@@ -103,12 +104,13 @@ def test_dvs128_first_records_by_hand():
     rec = read_events(path)
     for i in range(12):
         addr, ts = struct.unpack(">II", data[start + 8 * i : start + 8 * i + 8])
-        # jAER DVS128: bit 0 polarity (raw 0 = ON), x = 127 - bits 1..7, y = bits 8..14
-        x, y, on = 127 - ((addr >> 1) & 0x7F), (addr >> 8) & 0x7F, (addr & 1) == 0
+        # jAER DVS128: bit 0 polarity (raw 0 = ON), x = 127 - bits 1..7, bits 8..14 = rows
+        # counted from the bottom, so the image row (from the top) is 127 - bits 8..14
+        x, y, on = 127 - ((addr >> 1) & 0x7F), 127 - ((addr >> 8) & 0x7F), (addr & 1) == 0
         assert (int(rec.events["x"][i]), int(rec.events["y"][i])) == (x, y)
         assert int(rec.events["t"][i]) == ts and bool(rec.events["p"][i]) == on
-    # the file starts with (x=106, y=37, ON) at t=135707767 µs (decoded by the lines above)
-    assert rec.events[0].tolist() == (106, 37, 135_707_767, True)
+    # the file starts with (x=106, raw y=37 -> row 90, ON) at t=135707767 µs (decoded above)
+    assert rec.events[0].tolist() == (106, 90, 135_707_767, True)
 
 
 def test_davis240_recording_skips_aps_imu():
@@ -559,7 +561,7 @@ def test_kernel_aedat2_dvs128_matches_py_func():
     K.aedat2_dvs128(buf, a, K.aedat2_state(), 128, 128)
     addr, ts = words[~special, 0].astype(np.int64), words[~special, 1].astype(np.int64)
     assert np.array_equal(a["x"][:n], 127 - ((addr >> 1) & 0x7F))  # jAER formulas again
-    assert np.array_equal(a["y"][:n], (addr >> 8) & 0x7F)
+    assert np.array_equal(a["y"][:n], 127 - ((addr >> 8) & 0x7F))
     assert np.array_equal(a["t"][:n], ts) and np.array_equal(a["p"][:n], (addr & 1) == 0)
     _, flags, _ = _compare_block(K.aedat2_dvs128, buf, out, 40, 128)
     assert flags == FLAG_OUTSIDE

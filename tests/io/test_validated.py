@@ -53,7 +53,7 @@ def _nmnist() -> bytes:
 
 
 def _aedat2(camera: str) -> bytes:
-    if camera == "DVS128":  # address: y << 8 | raw x << 1 | polarity bit; x = 127 - raw x
+    if camera == "DVS128":  # address: raw y << 8 | raw x << 1 | polarity bit; x = 127 - raw x
         chip = b"ch.unizh.ini.jaer.chip.retina.DVS128"
         records = [((5 << 8) | (100 << 1) | 1, 10), (0x8000, 11), ((7 << 8) | (20 << 1), 12)]
     else:  # DAVIS: raw y << 22 | raw x << 12 | polarity << 11; x = 239 - raw x (240C)
