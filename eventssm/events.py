@@ -1,4 +1,4 @@
-"""The one event array of the project, and the error every reader raises.
+"""The one event array of the project, the error every reader raises and the argument error.
 
 Events are a structured numpy array with tonic's field names and dtypes, so tonic transforms
 apply unchanged::
@@ -21,6 +21,18 @@ EVENT_DTYPE = np.dtype([("x", np.int16), ("y", np.int16), ("t", np.int64), ("p",
 
 SensorSize = tuple[int, int, int]
 
+#: Column names accepted for the event fields in text, CSV and array files (compared in lower
+#: case) -> the field they hold. The one list the readers and ``is_event_text`` use.
+COLUMN_ALIASES: dict[str, str] = {
+    "x": "x", "y": "y",
+    "t": "t", "ts": "t", "timestamp": "t", "time": "t",
+    "p": "p", "pol": "p", "polarity": "p",
+}
+
+#: Time units of the project -> microseconds per unit (``t`` is stored in microseconds; ``dt``
+#: of a token stream and timestamps of text files may be in any of these units).
+US_PER_UNIT: dict[str, int] = {"us": 1, "ms": 1_000, "s": 1_000_000}
+
 
 class EventFileError(ValueError):
     """A file that cannot be decoded into valid events.
@@ -36,6 +48,15 @@ class EventFileError(ValueError):
         where = f" (at byte {offset})" if offset is not None else ""
         prefix = f"{self.path}: " if self.path is not None else ""
         super().__init__(f"{prefix}{message}{where}")
+
+
+class ArgumentError(ValueError):
+    """A bad argument given to a library function (no file involved): a probability outside
+    [0, 1], a negative length, an unknown unit.
+
+    Distinct from :class:`EventFileError` so the CLI reports "invalid argument", not a bad file;
+    a plain ``ValueError`` for callers that catch that.
+    """
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,7 @@ from pathlib import Path
 import numba
 import numpy as np
 
-from eventssm.events import EventFileError
+from eventssm.events import ArgumentError, EventFileError
 
 log = logging.getLogger(__name__)
 
@@ -117,7 +117,7 @@ def write_frames(frames: Iterator[np.ndarray], out: str | os.PathLike, fps: floa
 
     Raises:
         FileExistsError: ``out`` exists (a folder always; a video unless ``overwrite``).
-        EventFileError: no frame to write.
+        ArgumentError: no frame to write (no events in the time range).
         OSError: the output cannot be written (or OpenCV cannot open the video writer).
     """
     import cv2
@@ -152,7 +152,7 @@ def write_frames(frames: Iterator[np.ndarray], out: str | os.PathLike, fps: floa
                     raise OSError(f"{name}: OpenCV could not write the PNG")
                 n += 1
         if n == 0:
-            raise EventFileError(None, f"{out}: no frame to write (no events in the time range)")
+            raise ArgumentError(f"{out}: no frame to write (no events in the time range)")
         os.replace(tmp, out)
     finally:
         if writer is not None:

@@ -8,13 +8,12 @@ from __future__ import annotations
 
 import importlib
 import logging
-import sys
 
 import click
 
 from eventssm import __version__
-from eventssm.cli._common import one_line, os_error_message
-from eventssm.events import EventFileError
+from eventssm.cli._common import fail, os_error_message
+from eventssm.events import ArgumentError, EventFileError
 
 # name -> "module:function"; help text is read from the command itself when listed.
 COMMANDS: dict[str, str] = {
@@ -49,7 +48,8 @@ class LazyGroup(click.Group):
 class FriendlyErrors(LazyGroup):
     """Turns every error a command lets through into ONE ``error: ...`` line on stderr.
 
-    * EventFileError (a bad recording), a click usage error (bad option value, missing
+    * EventFileError (a bad recording), ArgumentError (a bad value reaching the library,
+      printed as ``invalid argument: ...``), a click usage error (bad option value, missing
       argument; the line ends with a pointer to the command's ``--help``) and an OSError (a
       file or folder that cannot be created or written): exit status 2.
     * Anything else is a bug: one ``error: internal error: ...`` line and exit status 1, or the
@@ -62,26 +62,23 @@ class FriendlyErrors(LazyGroup):
         except (click.exceptions.Exit, click.exceptions.Abort):
             raise  # --help, --version, Ctrl-C: click's own handling
         except EventFileError as exc:
-            _die(str(exc), 2)
+            fail(str(exc), 2)
+        except ArgumentError as exc:
+            fail(f"invalid argument: {exc}", 2)
         except click.UsageError as exc:
             sub = exc.ctx.command_path if exc.ctx is not None else ctx.command_path
-            _die(f"{exc.format_message()} (see '{sub} --help')", exc.exit_code)
+            fail(f"{exc.format_message()} (see '{sub} --help')", exc.exit_code)
         except click.ClickException as exc:
-            _die(exc.format_message(), exc.exit_code)
+            fail(exc.format_message(), exc.exit_code)
         except OSError as exc:
-            _die(os_error_message(exc), 2)
+            fail(os_error_message(exc), 2)
         except Exception as exc:
             if ctx.meta.get(_VERBOSE, 0) >= 2:
                 raise
-            _die(f"internal error: {type(exc).__name__}: {exc} (run with -vv for the traceback)", 1)
+            fail(f"internal error: {type(exc).__name__}: {exc} (run with -vv for the traceback)", 1)
 
 
 _VERBOSE = "eventssm.verbose"  # ctx.meta key: the group's -v count
-
-
-def _die(message: str, code: int):
-    click.echo(f"error: {one_line(message)}", err=True)
-    sys.exit(code)
 
 
 @click.group(cls=FriendlyErrors, lazy_commands=COMMANDS, context_settings={"help_option_names": ["-h", "--help"]})

@@ -10,15 +10,23 @@ from typing import NoReturn
 
 import click
 
-_SIZE = re.compile(r"^\s*(\d+)\s*[xX,]\s*(\d+)\s*$")
+_SIZE_SEP = re.compile(r"[xX,\s]+")
 
 
-def parse_size(text: str, option: str) -> tuple[int, int]:
-    """Parse ``"WxH"`` (or ``"W,H"``) into positive ints, or raise a click usage error."""
-    m = _SIZE.match(text or "")
-    if not m or int(m.group(1)) < 1 or int(m.group(2)) < 1:
-        raise click.BadParameter(f"expected WxH with positive integers, got {text!r}", param_hint=option)
-    return int(m.group(1)), int(m.group(2))
+def parse_size(text: str, option: str, *, polarities: bool = False) -> tuple[int, ...]:
+    """The one size parser of the CLI: ``"WxH"`` (or ``"W,H"``, ``"W H"``) → ``(W, H)``.
+
+    With ``polarities`` (a sensor size) ``"WxHxP"`` is accepted too and ``(W, H, P)`` returned,
+    P = 2 when not given. Every number must be a positive integer; anything else raises a
+    click usage error naming ``option``.
+    """
+    parts = [s for s in _SIZE_SEP.split((text or "").strip()) if s]
+    counts = (2, 3) if polarities else (2,)
+    if len(parts) not in counts or not all(s.isdigit() and int(s) >= 1 for s in parts):
+        form = "WxH or WxHxP" if polarities else "WxH"
+        raise click.BadParameter(f"expected {form} with positive integers, got {text!r}", param_hint=option)
+    vals = tuple(int(s) for s in parts)
+    return (*vals, 2) if polarities and len(vals) == 2 else vals
 
 
 def fail(message: str, code: int = 2) -> NoReturn:

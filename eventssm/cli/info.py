@@ -12,6 +12,8 @@ from typing import Any
 
 import click
 
+from eventssm.cli._common import parse_size
+
 _CHUNK = 1 << 20
 
 
@@ -38,18 +40,6 @@ class _SensorSizeCommand(click.Command):
             out.append(a)
             i += 1
         return super().parse_args(ctx, out)
-
-
-def parse_sensor_size(text: str) -> tuple[int, int, int]:
-    """``"WxH"``, ``"WxHxP"``, ``"W,H"`` or ``"W H"`` → ``(W, H, P)`` with P = 2 by default."""
-    parts = text.lower().replace(",", "x").replace(" ", "x").split("x")
-    parts = [s for s in parts if s]
-    if len(parts) not in (2, 3) or not all(s.isdigit() for s in parts):
-        raise click.BadParameter(f"{text!r} is not WxH (or W H, WxHxP)", param_hint="--sensor-size")
-    vals = [int(s) for s in parts] + ([2] if len(parts) == 2 else [])
-    if min(vals) < 1:
-        raise click.BadParameter(f"{text!r}: sizes must be positive", param_hint="--sensor-size")
-    return vals[0], vals[1], vals[2]
 
 
 def file_stats(path: str, *, format: str | None = None, sensor_size=None) -> dict[str, Any]:
@@ -193,7 +183,7 @@ def info(files, as_json, fmt, sensor_size, list_formats):
             return
     if not files:
         raise click.UsageError("give at least one FILE (or --formats)")
-    size = parse_sensor_size(sensor_size) if sensor_size else None
+    size = parse_size(sensor_size, "--sensor-size", polarities=True) if sensor_size else None
     results: list[dict[str, Any]] = []
     failed = 0
     shown = 0

@@ -9,6 +9,7 @@ from pathlib import Path
 import click
 
 from eventssm.cli._common import fail, os_error_message, parse_size
+from eventssm.events import US_PER_UNIT
 
 
 @click.command("preprocess")
@@ -35,7 +36,7 @@ from eventssm.cli._common import fail, os_error_message, parse_size
 @click.option("--flip-x", is_flag=True, help="Mirror every recording left-right (x' = W-1-x) before tokenizing.")
 @click.option("--flip-y", is_flag=True, help="Mirror every recording upside down (y' = H-1-y) before tokenizing.")
 @click.option("--merge-polarity", is_flag=True, help="Ignore polarity (vocabulary halves).")
-@click.option("--time-unit", type=click.Choice(["us", "ms", "s"]), default="ms",
+@click.option("--time-unit", type=click.Choice(list(US_PER_UNIT)), default="ms",
               show_default=True, help="Unit of the stored inter-event times dt.")
 @click.option("--slice-events", type=click.IntRange(min=1), default=None, metavar="N",
               help="Cut every recording into samples of N events (default: one per recording).")

@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from eventssm.cli._common import FiniteFloatRange, fail, os_error_message, parse_size
-from eventssm.cli.info import _SensorSizeCommand, parse_sensor_size
+from eventssm.cli.info import _SensorSizeCommand
 
 
 @click.command("render", cls=_SensorSizeCommand)
@@ -56,7 +56,7 @@ def render(file: Path, out: Path, window_ms: float, fps: float | None, start_ms:
     parent = out.absolute().parent
     if not parent.is_dir():
         fail(f"{out}: folder {parent} does not exist")
-    sensor = parse_sensor_size(sensor_text) if sensor_text else None
+    sensor = parse_size(sensor_text, "--sensor-size", polarities=True) if sensor_text else None
     target = parse_size(target_text, "--target-size") if target_text else None
     rec = read_events(file, format=fmt, sensor_size=sensor)  # EventFileError: one line (cli main)
     events = sort_events(rec.events)  # the array itself when already in time order

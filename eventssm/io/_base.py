@@ -17,6 +17,7 @@ SNIFF_BYTES = 4096
 
 ReadFn = Callable[[Path, "SensorSize | None"], Recording]
 IterFn = Callable[[Path, int, "SensorSize | None"], Iterator[Recording]]
+EncodeFn = Callable[[Recording], bytes]
 
 
 @dataclass(frozen=True)
@@ -42,6 +43,9 @@ class FormatSpec:
             offset otherwise. ``read_events``/``iter_events`` then skip the generic O(N)
             bounds pass of :func:`~eventssm.events.validate_events` (the O(1) checks still
             run). False (the default): the caller validates every event.
+        encode: ``encode(recording) -> bytes``, the whole file in this format (the inverse of
+            ``read``, written beside it), or ``None`` when eventssm does not write the format.
+            :func:`eventssm.sim.export.write_recording` looks encoders up here.
     """
 
     name: str
@@ -51,6 +55,7 @@ class FormatSpec:
     read: ReadFn
     iter_chunks: IterFn | None = None
     validated: bool = False
+    encode: EncodeFn | None = None
 
 
 _REGISTRY: dict[str, FormatSpec] = {}

@@ -52,7 +52,7 @@ from typing import Any
 
 import numpy as np
 
-from eventssm.events import EVENT_DTYPE, EventFileError, Recording, SensorSize
+from eventssm.events import COLUMN_ALIASES, EVENT_DTYPE, EventFileError, Recording, SensorSize
 from eventssm.io._base import FormatSpec, register
 
 log = logging.getLogger(__name__)
@@ -67,8 +67,8 @@ DVS128_SENSOR: SensorSize = (128, 128, 2)
 _MAX_DEFLATE_RATIO = 1100
 _MAX_HEADER = 10_000
 
-_T_NAMES = ("t", "ts", "timestamp")
-_P_NAMES = ("p", "pol", "polarity")
+_T_NAMES = tuple(n for n, f in COLUMN_ALIASES.items() if f == "t")  # "t" first: it wins
+_P_NAMES = tuple(n for n, f in COLUMN_ALIASES.items() if f == "p")
 
 
 # --------------------------------------------------------------------------- column helpers
@@ -163,6 +163,26 @@ def infer_sensor_size(max_x: int, max_y: int, path=None) -> SensorSize:
     size = (max(int(max_x) + 1, 1), max(int(max_y) + 1, 1), 2)
     log.info("%s: no sensor size in the file; inferred %dx%d from the events", path, *size[:2])
     return size
+
+
+def resolve_sensor_size(
+    path, given: SensorSize | None, stored: SensorSize | None,
+    extent: Callable[[], tuple[int, int]], meta: dict, *, tonic: bool = False,
+) -> SensorSize:
+    """The sensor-size rule of the container readers (npy, npz, HDF5, text), in this order:
+    the ``given`` argument, the size ``stored`` in the file, DVS128 for tonic's DVSGesture
+    arrays (``tonic``) whose coordinates fit 128x128, else inferred from the largest
+    coordinates ``extent() -> (max_x, max_y)`` (called only then), with
+    ``meta["sensor_size_inferred"] = True``."""
+    if given is not None:
+        return given
+    if stored is not None:
+        return stored
+    mx, my = extent()
+    if tonic and mx < 128 and my < 128:
+        return DVS128_SENSOR
+    meta["sensor_size_inferred"] = True
+    return infer_sensor_size(mx, my, path)
 
 
 def check_sensor_size(value, path) -> SensorSize:
@@ -326,21 +346,6 @@ class _Layout:
         return int(xs.max()), int(ys.max())
 
 
-def _resolve_sensor(
-    layout: _Layout, stored: SensorSize | None, given: SensorSize | None, max_xy, meta: dict
-) -> SensorSize:
-    """Sensor size precedence: argument, stored, DVS128 for tonic arrays, inferred."""
-    if given is not None:
-        return given
-    if stored is not None:
-        return stored
-    mx, my = max_xy()
-    if layout.tonic and mx < 128 and my < 128:
-        return DVS128_SENSOR
-    meta["sensor_size_inferred"] = True
-    return infer_sensor_size(mx, my, layout.path)
-
-
 def _block_max(layout: _Layout, arr: np.ndarray, chunk: int) -> tuple[int, int]:
     mx = my = -1
     for i in range(0, len(arr), chunk):
@@ -377,7 +382,7 @@ def read_npy(path: str | os.PathLike, sensor_size: SensorSize | None = None) -> 
             return -1, -1
         return int(events["x"].max()), int(events["y"].max())
 
-    sensor = _resolve_sensor(layout, None, sensor_size, max_xy, meta)
+    sensor = resolve_sensor_size(layout.path, sensor_size, None, max_xy, meta, tonic=layout.tonic)
     del arr
     return Recording(events, sensor, meta)
 
@@ -395,8 +400,9 @@ def iter_npy(
     layout = _Layout(h.dtype, h.shape, p)
     arr = _npy_map(p, h)
     meta = _npy_meta(layout)
-    sensor = _resolve_sensor(
-        layout, None, sensor_size, lambda: _block_max(layout, arr, chunk_events), meta
+    sensor = resolve_sensor_size(
+        layout.path, sensor_size, None, lambda: _block_max(layout, arr, chunk_events), meta,
+        tonic=layout.tonic,
     )
     for i in range(0, len(arr), chunk_events):
         yield Recording(layout.events(arr[i : i + chunk_events]), sensor, dict(meta))
@@ -538,21 +544,6 @@ def _open_npz(path: str | os.PathLike):
         z.close()
 
 
-def _npz_sensor(p: Path, sensor_size, stored, meta: dict, tonic: bool,
-                extent: Callable[[], tuple[int, int]]) -> SensorSize:
-    """The sensor size: given, else stored, else from the largest coordinates ``extent()``
-    (tonic's DVSGesture arrays within 128x128 are DVS128 recordings)."""
-    if sensor_size is not None:
-        return sensor_size
-    if stored is not None:
-        return stored
-    mx, my = extent()
-    if tonic and mx < 128 and my < 128:
-        return DVS128_SENSOR
-    meta["sensor_size_inferred"] = True
-    return infer_sensor_size(mx, my, p)
-
-
 def read_npz(path: str | os.PathLike, sensor_size: SensorSize | None = None) -> Recording:
     """Read a ``.npz`` event archive (layouts in the module docstring).
 
@@ -580,7 +571,7 @@ def read_npz(path: str | os.PathLike, sensor_size: SensorSize | None = None) -> 
             return -1, -1
         return int(events["x"].max()), int(events["y"].max())
 
-    sensor = _npz_sensor(p, sensor_size, stored, meta, tonic, extent)
+    sensor = resolve_sensor_size(p, sensor_size, stored, extent, meta, tonic=tonic)
     return Recording(events, sensor, meta)
 
 
@@ -640,7 +631,7 @@ def iter_npz(
                     mx, my = max(mx, int(ev["x"].max())), max(my, int(ev["y"].max()))
             return mx, my
 
-        sensor = _npz_sensor(p, sensor_size, stored, meta, tonic, extent)
+        sensor = resolve_sensor_size(p, sensor_size, stored, extent, meta, tonic=tonic)
         for ev in blocks():
             yield Recording(ev, sensor, dict(meta))
 

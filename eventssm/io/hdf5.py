@@ -54,8 +54,8 @@ from eventssm.io._base import FormatSpec, register
 from eventssm.io.arrays import (
     check_sensor_size,
     events_from_columns,
-    infer_sensor_size,
     parse_meta_json,
+    resolve_sensor_size,
     structured_fields,
 )
 from eventssm.io.writers import EVENTSSM_VERSION
@@ -252,14 +252,9 @@ class _Source:
         return mx, my
 
     def sensor(self, given: SensorSize | None, max_xy: Callable[[], tuple[int, int]]):
-        if given is not None:
-            return given
-        if self.kind == "spikes":
+        if given is None and self.kind == "spikes":
             return _shd_sensor(self.spikes)
-        if self.stored is not None:
-            return self.stored
-        self.meta["sensor_size_inferred"] = True
-        return infer_sensor_size(*max_xy(), self.path)
+        return resolve_sensor_size(self.path, given, self.stored, max_xy, self.meta)
 
 
 def _geometry(f, ds, path: Path) -> SensorSize | None:

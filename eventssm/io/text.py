@@ -38,28 +38,25 @@ from typing import Any
 
 import numpy as np
 
-from eventssm.events import EventFileError, Recording, SensorSize, concat_events
+from eventssm.events import (
+    COLUMN_ALIASES,
+    US_PER_UNIT,
+    EventFileError,
+    Recording,
+    SensorSize,
+    concat_events,
+)
 from eventssm.io._base import FormatSpec, register
 from eventssm.io._blocks import rechunk
-from eventssm.io.arrays import events_from_columns, infer_sensor_size
+from eventssm.io.arrays import events_from_columns, resolve_sensor_size
 
 log = logging.getLogger(__name__)
 
 MAX_LINE = 4096
 _BLOCK = 1 << 22
 _COMMENTS = ("#", "%")
-_ALIASES = {
-    "x": "x",
-    "y": "y",
-    "t": "t",
-    "ts": "t",
-    "timestamp": "t",
-    "time": "t",
-    "p": "p",
-    "pol": "p",
-    "polarity": "p",
-}
-_UNITS = {"s": 1_000_000, "ms": 1000, "us": 1}
+_ALIASES = COLUMN_ALIASES
+_UNITS = US_PER_UNIT
 
 
 @dataclass(frozen=True)
@@ -260,6 +257,13 @@ def _meta(plan: _Plan, sensor_given: bool) -> dict[str, Any]:
     return meta
 
 
+def _extent(events: np.ndarray) -> tuple[int, int]:
+    """Largest x and y of ``events`` (-1, -1 when empty)."""
+    if not len(events):
+        return -1, -1
+    return int(events["x"].max()), int(events["y"].max())
+
+
 def read_text(
     path: str | os.PathLike,
     sensor_size: SensorSize | None = None,
@@ -283,10 +287,7 @@ def read_text(
     parts = [_parse(p, plan, s, raw) for s, raw in _batches(p, plan, 1 << 18)]
     events = concat_events(parts)
     meta = _meta(plan, sensor_size is not None)
-    if sensor_size is None:
-        mx = int(events["x"].max()) if len(events) else -1
-        my = int(events["y"].max()) if len(events) else -1
-        sensor_size = infer_sensor_size(mx, my, p)
+    sensor_size = resolve_sensor_size(p, sensor_size, None, lambda: _extent(events), meta)
     return Recording(events, sensor_size, meta)
 
 
@@ -305,13 +306,15 @@ def iter_text(
     p = Path(path)
     plan = _plan(p, columns, time_unit)
     meta = _meta(plan, sensor_size is not None)
-    if sensor_size is None:
+
+    def extent() -> tuple[int, int]:  # a first pass over the file
         mx = my = -1
         for s, raw in _batches(p, plan, chunk_events):
-            ev = _parse(p, plan, s, raw)
-            if len(ev):
-                mx, my = max(mx, int(ev["x"].max())), max(my, int(ev["y"].max()))
-        sensor_size = infer_sensor_size(mx, my, p)
+            bx, by = _extent(_parse(p, plan, s, raw))
+            mx, my = max(mx, bx), max(my, by)
+        return mx, my
+
+    sensor_size = resolve_sensor_size(p, sensor_size, None, extent, meta)
     # numpy also breaks lines at \v, \f and other separators that _batches does not count:
     # regroup so that no chunk exceeds chunk_events
     parsed = (_parse(p, plan, s, raw) for s, raw in _batches(p, plan, chunk_events))

@@ -37,186 +37,20 @@ import jax.numpy as jnp
 from flax import nnx
 
 from eventssm.models.pooling import POOL_MODES, event_pool, pool_window_last
-from eventssm.models.s5 import decay
-from eventssm.models.scan import linear_recurrence
+from eventssm.models.scan import window_states, window_states_exp
+from eventssm.models.ssm import (  # LAYER_KINDS, make_ssm: also importable from here
+    LAYER_KINDS,
+    DiagonalSSM,
+    RateTerms,
+    RecurrenceTerms,
+    SSMConfig,
+    make_ssm,
+)
 
 __all__ = [
-    "LAYER_KINDS", "SSMBlock", "has_recurrence", "make_ssm", "scan_time_chunks", "ssm_pooled",
-    "table_terms", "window_states", "window_states_exp",
+    "LAYER_KINDS", "SSMBlock", "make_ssm", "scan_time_chunks", "ssm_pooled", "table_terms",
+    "window_states", "window_states_exp",
 ]
-
-LAYER_KINDS = ("s5", "s7")
-
-
-def make_ssm(
-    layer: str,
-    d_model: int,
-    d_state: int,
-    *,
-    blocks: int = 1,
-    rank: int = 4,
-    conj_sym: bool = True,
-    discretization: str = "async",
-    dt_min: float = 1e-3,
-    dt_max: float = 1e-1,
-    step_rescale: float = 1.0,
-    scan_method: str = "associative",
-    rngs: nnx.Rngs,
-) -> nnx.Module:
-    """Build an S5 (``layer="s5"``) or S7 (``layer="s7"``) SSM with H = ``d_model``, P = ``d_state``.
-
-    ``blocks`` (number of HiPPO blocks of the S5 initialisation), ``discretization`` and
-    ``step_rescale`` only apply to S5; ``rank`` only to S7.
-    """
-    if layer == "s5":
-        from eventssm.models.s5 import S5SSM
-
-        return S5SSM(
-            d_model,
-            d_state,
-            blocks=blocks,
-            conj_sym=conj_sym,
-            discretization=discretization,
-            dt_min=dt_min,
-            dt_max=dt_max,
-            step_rescale=step_rescale,
-            scan_method=scan_method,
-            rngs=rngs,
-        )
-    if layer == "s7":
-        from eventssm.models.s7 import S7SSM
-
-        return S7SSM(
-            d_model,
-            d_state,
-            rank=rank,
-            conj_sym=conj_sym,
-            dt_min=dt_min,
-            dt_max=dt_max,
-            scan_method=scan_method,
-            rngs=rngs,
-        )
-    raise ValueError(f"layer must be one of {LAYER_KINDS}, got {layer!r}")
-
-
-#: strides up to this are reduced with an unrolled loop (one fused kernel), larger ones by lax.scan.
-_UNROLL_MAX = 32
-
-
-def window_states(
-    a: jax.Array,
-    b: jax.Array,
-    stride: int,
-    x0: jax.Array | None = None,
-    *,
-    method: str = "associative",
-) -> tuple[jax.Array, jax.Array]:
-    """States of ``x_k = a_k ⊙ x_{k−1} + b_k`` at the end of every window of ``stride`` events.
-
-    Two levels, without ever forming the (B, L, P) state sequence: inside each window w (all
-    windows at once) ``A_w = Π_k a_k`` and ``h̃_w = Σ_k (Π_{j>k} a_j) b_k`` from a zero state, then
-    the window-rate recurrence ``x_w = A_w ⊙ x_{w−1} + h̃_w`` (``linear_recurrence``).  The tail
-    is padded with the identity element (a = 1, b = 0); padded events inside the sequence must
-    carry a = 1, b = 0 too (dt = 0, u = 0), so the state at a window's end equals the state at
-    its last valid event.
-
-    Args:
-        a: (B, L, P) complex Λ̄_k.  b: (B, L, P) complex B̄_k u_k.
-        stride: window length.  x0: (B, P) state before the first event, or None (zeros).
-        method: scan method of the window-rate recurrence.
-    Returns:
-        (B, ceil(L/stride), P) states at the window ends and the final state (B, P).
-    """
-    b_sz, length, p = b.shape
-    n_win = -(-length // stride)
-    pad = n_win * stride - length
-    if pad:
-        a = jnp.pad(a, ((0, 0), (0, pad), (0, 0)), constant_values=1)
-        b = jnp.pad(b, ((0, 0), (0, pad), (0, 0)))
-    a = a.reshape(b_sz, n_win, stride, p)
-    b = b.reshape(b_sz, n_win, stride, p)
-    if stride <= _UNROLL_MAX:
-        # jnp.split (not indexing): its gradient is one concatenate instead of `stride` pads.
-        a_k = [x[:, :, 0] for x in jnp.split(a, stride, axis=2)]
-        b_k = [x[:, :, 0] for x in jnp.split(b, stride, axis=2)]
-        big_a, h = a_k[0], b_k[0]
-        for k in range(1, stride):
-            h = a_k[k] * h + b_k[k]
-            big_a = a_k[k] * big_a
-    else:
-
-        def inner(carry, ab):
-            prod, h = carry
-            return (ab[0] * prod, ab[0] * h + ab[1]), None
-
-        init = (jnp.ones_like(a[:, :, 0]), jnp.zeros_like(b[:, :, 0]))
-        (big_a, h), _ = jax.lax.scan(inner, init, (jnp.moveaxis(a, 2, 0), jnp.moveaxis(b, 2, 0)))
-    if x0 is None:
-        x0 = jnp.zeros((b_sz, p), b.dtype)
-    xs, x_last = linear_recurrence(
-        jnp.swapaxes(big_a, 0, 1), jnp.swapaxes(h, 0, 1), x0, method=method
-    )
-    return jnp.swapaxes(xs, 0, 1), x_last
-
-
-def window_states_exp(
-    rate: jax.Array,
-    dt: jax.Array,
-    b: jax.Array,
-    stride: int,
-    x0: jax.Array | None = None,
-    *,
-    method: str = "associative",
-) -> tuple[jax.Array, jax.Array]:
-    """:func:`window_states` for ``a_k = exp(r_k·dt_k)``, without the in-window product chain.
-
-    With ``τ_k = Σ_{j>k} r_j dt_j`` (sum over the later events of the same window), the window
-    terms are ``A_w = exp(Σ_k r_k dt_k)`` and ``h̃_w = Σ_k exp(τ_k) ⊙ b_k``: one exponential per
-    event and state as before, but a weighted sum instead of ``stride`` dependent steps, whose
-    backward pass is about twice as cheap.  For a rate shared by all events (S5, ``rate``
-    ``(P,)``) ``τ_k = r·Σ_{j>k} dt_j`` needs only a scalar cumulative sum per event.
-
-    Args:
-        rate: (P,) or (B, L, P) complex ``r_k`` (Re ≤ 0).  dt: (B, L) float32 (0 at padded
-            events).  b: (B, L, P) complex ``B̄_k u_k`` (0 at padded events).
-        stride: window length.  x0: (B, P) state before the first event, or None (zeros).
-        method: scan method of the window-rate recurrence.
-    Returns:
-        (B, ceil(L/stride), P) states at the window ends and the final state (B, P).
-    """
-    b_sz, length, p = b.shape
-    n_win = -(-length // stride)
-    pad = n_win * stride - length
-    dt = jnp.asarray(dt, jnp.float32)
-    if pad:
-        dt = jnp.pad(dt, ((0, 0), (0, pad)))
-        b = jnp.pad(b, ((0, 0), (0, pad), (0, 0)))
-        if rate.ndim == 3:
-            rate = jnp.pad(rate, ((0, 0), (0, pad), (0, 0)))
-    dt = dt.reshape(b_sz, n_win, stride)
-    b = b.reshape(b_sz, n_win, stride, p)
-    if rate.ndim == 1:
-        later = jax.lax.cumsum(dt, axis=2, reverse=True) - dt  # Σ_{j>k} dt_j, (B, W, S)
-        weights = jnp.exp(rate * later[..., None])
-        big_a = jnp.exp(rate * jnp.sum(dt, axis=2)[..., None])
-    else:
-        z = rate.reshape(b_sz, n_win, stride, p) * dt[..., None]
-        weights = jnp.exp(jax.lax.cumsum(z, axis=2, reverse=True) - z)
-        big_a = jnp.exp(jnp.sum(z, axis=2))
-    h = jnp.sum(weights * b, axis=2)
-    if x0 is None:
-        x0 = jnp.zeros((b_sz, p), b.dtype)
-    xs, x_last = linear_recurrence(
-        jnp.swapaxes(big_a.astype(b.dtype), 0, 1), jnp.swapaxes(h, 0, 1), x0, method=method
-    )
-    return jnp.swapaxes(xs, 0, 1), x_last
-
-
-def has_recurrence(ssm: nnx.Module) -> bool:
-    """True when the SSM exposes ``recurrence_terms(u, dt)`` and ``output(x, u)`` (S5SSM does)."""
-    return callable(getattr(ssm, "recurrence_terms", None)) and callable(
-        getattr(ssm, "output", None)
-    )
 
 
 def ssm_pooled(
@@ -227,52 +61,53 @@ def ssm_pooled(
     stride: int,
     x0: jax.Array | None = None,
     *,
-    terms: tuple[jax.Array, jax.Array] | None = None,
+    terms: RecurrenceTerms | RateTerms | None = None,
     h_last: jax.Array | None = None,
     exp_form: bool = True,
 ) -> tuple[jax.Array, jax.Array]:
     """SSM output kept at the last valid event of every window of ``stride`` events.
 
-    Equals ``pool_window_last(ssm(h, dt, x0)[0], mask, stride)``.  When the SSM exposes its
-    recurrence (:func:`has_recurrence`), only the window-end states are formed
+    Equals ``pool_window_last(ssm(h, dt, x0)[0], mask, stride)``.  For a
+    :class:`~eventssm.models.ssm.DiagonalSSM` (S5, S7), only the window-end states are formed
     (:func:`window_states`) and the read-out ``y = Re(C̃ x) + D ⊙ u`` is applied at the window
     ends only.
 
     Args:
-        ssm: S5SSM / S7SSM.
+        ssm: S5SSM / S7SSM (any module with ``ssm(h, dt, x0) -> (y, x_last)`` takes the plain
+            path: the whole output, then pooling).
         h: (B, L, H) SSM input (zero at padded events); may be None when ``terms`` and
             ``h_last`` are given.
         dt: (B, L) time steps (zero at padded events).
         mask: (B, L) bool valid events.
         stride: window length.
         x0: (B, P) initial state or None.
-        terms: precomputed ``(Λ̄_k, B̄_k u_k)`` (B, L, P), or ``(rate, dt, B̄_k u_k)`` with
+        terms: precomputed :class:`~eventssm.models.ssm.RecurrenceTerms` ``(Λ̄_k, B̄_k u_k)``
+            (B, L, P), or :class:`~eventssm.models.ssm.RateTerms` ``(rate, dt, B̄_k u_k)`` with
             ``Λ̄_k = exp(rate_k·dt_k)`` (:func:`window_states_exp`; e.g. from a token table).
-            When None, SSMs with ``token_terms`` use the exponential form too.
+            When None, SSMs with ``token_terms`` give RateTerms, the others RecurrenceTerms.
         h_last: precomputed ``pool_window_last(h, mask, stride)`` (B, W, H), optional.
-        exp_form: with rate terms, use :func:`window_states_exp` (cheaper backward pass) rather
+        exp_form: with RateTerms, use :func:`window_states_exp` (cheaper backward pass) rather
             than ``Λ̄_k = exp(rate_k dt_k)`` and the product chain of :func:`window_states`
             (cheaper forward pass: 1.3× for the whole eventssm-dvs-small S5 forward).  The two
             are the same function; the blocks pick the chain in eval mode.
     Returns:
         y (B, ceil(L/stride), H) and the state after the last event (B, P).
     """
-    if not has_recurrence(ssm):
+    if not isinstance(ssm, DiagonalSSM):
         y, x_last = ssm(h, dt, x0)
         return pool_window_last(y, mask, stride), x_last
-    if terms is None and getattr(ssm, "has_token_terms", False):
+    if terms is None and ssm.has_token_terms:
         rate, b = ssm.token_terms(h)
-        terms = (rate, dt, b)
-    if terms is None:
-        a, b = ssm.recurrence_terms(h, dt)
-        xs, x_last = window_states(a, b, stride, x0, method=ssm.scan_method)
-    elif len(terms) == 3 and exp_form:
-        xs, x_last = window_states_exp(*terms, stride, x0, method=ssm.scan_method)
-    elif len(terms) == 3:
-        rate, dt_terms, b = terms
-        xs, x_last = window_states(decay(rate, dt_terms), b, stride, x0, method=ssm.scan_method)
+        terms = RateTerms(rate, dt, b)
+    elif terms is None:
+        terms = ssm.recurrence_terms(h, dt)
+    if isinstance(terms, RateTerms) and exp_form:
+        xs, x_last = window_states_exp(
+            terms.rate, terms.dt, terms.Bu_bar, stride, x0, method=ssm.scan_method
+        )
     else:
-        xs, x_last = window_states(*terms, stride, x0, method=ssm.scan_method)
+        a, b = terms.decayed() if isinstance(terms, RateTerms) else terms
+        xs, x_last = window_states(a, b, stride, x0, method=ssm.scan_method)
     if h_last is None:
         h_last = pool_window_last(h, mask, stride)
     return ssm.output(xs, h_last), x_last
@@ -284,7 +119,7 @@ def table_terms(
     dt: jax.Array,
     mask: jax.Array,
     stride: int,
-) -> tuple[jax.Array, tuple[jax.Array, jax.Array]]:
+) -> tuple[jax.Array, RateTerms]:
     """Recurrence terms of a first block from its token table (``EventClassifier.token_table``).
 
     Per event: the rate of ``Λ̄_k = exp(rate[token_k]·dt_k)`` and ``B̄_k u_k = b_tab[token_k]``
@@ -297,14 +132,14 @@ def table_terms(
         stride: pooling window.
     Returns:
         ``h_last`` (B, ceil(L/stride), H) and the ``terms`` of :func:`ssm_pooled`:
-        ``(rate (P,) or (B, L, P), dt (B, L), B̄u (B, L, P))``.
+        RateTerms ``(rate (P,) or (B, L, P), dt (B, L), B̄u (B, L, P))``.
     """
     pre_tab, rate, b_tab = table
     b = jnp.where(mask[..., None], b_tab[tokens], 0.0)
     tok_last = pool_window_last(tokens[..., None], mask, stride)[..., 0]
     has_valid = pool_window_last(mask[..., None], mask, stride)
     h_last = jnp.where(has_valid, pre_tab[tok_last], 0.0)
-    return h_last, (rate[tokens] if rate.ndim == 2 else rate, dt, b)
+    return h_last, RateTerms(rate[tokens] if rate.ndim == 2 else rate, dt, b)
 
 
 class SSMBlock(nnx.Module):
@@ -312,15 +147,11 @@ class SSMBlock(nnx.Module):
 
     Args:
         d_in: H_in, width of the block input.
-        d_model: H, width of the SSM and of the block output.
-        d_state: P, SSM state size.
-        layer: "s5" or "s7".
-        blocks: S5 HiPPO blocks (block size P / blocks).
-        rank: S7 low-rank size of the input-dependent projections.
+        ssm: the SSM layer (:class:`~eventssm.models.ssm.SSMConfig`); its ``d_model`` H is the
+            width of the SSM and of the block output.
         stride: pooling window in events; 1 = no pooling.
         pool_mode: residual-path pooling, one of ``POOL_MODES``.
         dropout: dropout rate (broadcast over time).
-        conj_sym, discretization, dt_min, dt_max, step_rescale, scan_method: passed to the SSM.
         dtype: computation dtype of the LayerNorm and the projections (None: float32); the
             SSM always computes in float32 / complex64.
         rngs: parameter and dropout RNG streams.
@@ -329,24 +160,15 @@ class SSMBlock(nnx.Module):
     def __init__(
         self,
         d_in: int,
-        d_model: int,
-        d_state: int,
+        ssm: SSMConfig,
         *,
-        layer: str = "s5",
-        blocks: int = 1,
-        rank: int = 4,
         stride: int = 1,
         pool_mode: str = "last",
         dropout: float = 0.0,
-        conj_sym: bool = True,
-        discretization: str = "async",
-        dt_min: float = 1e-3,
-        dt_max: float = 1e-1,
-        step_rescale: float = 1.0,
-        scan_method: str = "associative",
         dtype=None,
         rngs: nnx.Rngs,
     ):
+        d_model = ssm.d_model
         if stride < 1:
             raise ValueError(f"stride must be >= 1, got {stride}")
         if pool_mode not in POOL_MODES:
@@ -359,20 +181,7 @@ class SSMBlock(nnx.Module):
         self.in_proj = (
             nnx.Linear(d_in, d_model, use_bias=False, dtype=dtype, rngs=rngs) if d_in != d_model else None
         )
-        self.ssm = make_ssm(
-            layer,
-            d_model,
-            d_state,
-            blocks=blocks,
-            rank=rank,
-            conj_sym=conj_sym,
-            discretization=discretization,
-            dt_min=dt_min,
-            dt_max=dt_max,
-            step_rescale=step_rescale,
-            scan_method=scan_method,
-            rngs=rngs,
-        )
+        self.ssm = make_ssm(ssm, rngs=rngs)
         self.gate = nnx.Linear(d_model, d_model, dtype=dtype, rngs=rngs)
         self.skip_proj = nnx.Linear(d_in, d_model, dtype=dtype, rngs=rngs) if d_in != d_model else None
         self.dropout = nnx.Dropout(dropout, broadcast_dims=(1,), rngs=rngs)
@@ -455,7 +264,7 @@ class SSMBlock(nnx.Module):
             (out (B, L', H), dt' (B, L'), mask' (B, L')) with L' = ceil(L / stride).
         """
         if time_chunk is not None and u.shape[1] > time_chunk:
-            x0 = self.ssm.init_state(u.shape[0])
+            x0 = self.ssm.zero_state(u.shape[0])
             y, skip, dt, mask = scan_time_chunks(
                 self.core, x0, (u, dt, mask), self.stride, time_chunk, remat=remat
             )

@@ -32,13 +32,14 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from eventssm.models.blocks import LAYER_KINDS, SSMBlock, scan_time_chunks, ssm_pooled, table_terms
+from eventssm.models.blocks import SSMBlock, scan_time_chunks, ssm_pooled, table_terms
 from eventssm.models.pooling import (
     POOL_MODES,
     TIME_WEIGHT_EPS,
     event_pool,
     lengths_to_mask,
 )
+from eventssm.models.ssm import LAYER_KINDS, DiagonalSSM, SSMConfig
 
 __all__ = ["HEAD_MODES", "ClassifierConfig", "EventClassifier", "StageDims", "head_pool"]
 
@@ -171,6 +172,15 @@ class ClassifierConfig:
             d_prev = d
         return out
 
+    def ssm_config(self, stage: StageDims) -> SSMConfig:
+        """The SSM layer of every block of ``stage`` (one of :meth:`stages`)."""
+        return SSMConfig(
+            layer=self.layer, d_model=stage.d_model, d_state=stage.d_state, blocks=stage.blocks,
+            rank=self.rank, conj_sym=self.conj_sym, discretization=self.discretization,
+            dt_min=self.dt_min, dt_max=self.dt_max, step_rescale=self.step_rescale,
+            scan_method=self.scan_method,
+        )
+
     @property
     def total_stride(self) -> int:
         """Events per element of the last stage (product of the strides)."""
@@ -258,24 +268,15 @@ class EventClassifier(nnx.Module):
         self.embed = nnx.Embed(config.vocab_size, config.d_model, dtype=dtype, rngs=rngs)
         blocks = []
         for st in config.stages():
+            ssm = config.ssm_config(st)
             for i in range(config.layers_per_stage):
                 blocks.append(
                     SSMBlock(
                         st.d_in if i == 0 else st.d_model,
-                        st.d_model,
-                        st.d_state,
-                        layer=config.layer,
-                        blocks=st.blocks,
-                        rank=config.rank,
+                        ssm,
                         stride=st.stride if i == 0 else 1,
                         pool_mode=config.pool_mode,
                         dropout=config.dropout,
-                        conj_sym=config.conj_sym,
-                        discretization=config.discretization,
-                        dt_min=config.dt_min,
-                        dt_max=config.dt_max,
-                        step_rescale=config.step_rescale,
-                        scan_method=config.scan_method,
                         dtype=dtype,
                         rngs=rngs,
                     )
@@ -341,7 +342,7 @@ class EventClassifier(nnx.Module):
             ``(pre_tab (V, H), rate (P,) or (V, P) complex64, b_tab (V, P) complex64)`` or None.
         """
         blk = self.blocks[0]
-        if not getattr(blk.ssm, "has_token_terms", False):
+        if not (isinstance(blk.ssm, DiagonalSSM) and blk.ssm.has_token_terms):
             return None
         pre_tab = blk.pre(self.embed.embedding[...])
         rate, b_tab = blk.ssm.token_terms(pre_tab)
@@ -380,7 +381,7 @@ class EventClassifier(nnx.Module):
             return x, (y, *event_pool(u, d, m, stride=s, mode=blk.pool_mode))
 
         y, skip, d_p, m_p = scan_time_chunks(
-            body, blk.ssm.init_state(b_sz), (tokens, dt, mask), s, self.config.time_chunk,
+            body, blk.ssm.zero_state(b_sz), (tokens, dt, mask), s, self.config.time_chunk,
             remat=self.config.remat,
         )
         return blk.post(y, skip), d_p, m_p

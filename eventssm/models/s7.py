@@ -46,8 +46,11 @@ from flax import nnx
 from eventssm.models.discretization import phi1
 from eventssm.models.init import block_hippo_n
 from eventssm.models.params import SSMParam
-from eventssm.models.s5 import (
+from eventssm.models.scan import ScanMethod
+from eventssm.models.ssm import (
     DiagonalSSM,
+    RecurrenceTerms,
+    TokenTerms,
     as_complex,
     complex_param,
     decay,
@@ -55,7 +58,6 @@ from eventssm.models.s5 import (
     log_uniform,
     random_fields,
 )
-from eventssm.models.scan import ScanMethod
 
 __all__ = ["S7SSM", "s7_param_count"]
 
@@ -202,7 +204,7 @@ class S7SSM(DiagonalSSM):
 
     has_token_terms = True  # B̄_k u_k depends on u_k only (see token_terms)
 
-    def token_terms(self, u: jax.Array) -> tuple[jax.Array, jax.Array]:
+    def token_terms(self, u: jax.Array) -> TokenTerms:
         """The dt-free parts of the recurrence: ``(λ_k δ_k, B̄_k u_k)``, ``Λ̄_k = exp(λ_k δ_k dt_k)``.
 
         Both depend on ``u_k`` alone, so for the first layer (``u_k`` a function of the token)
@@ -219,22 +221,20 @@ class S7SSM(DiagonalSSM):
         lam, step = self.continuous_params(z)
         rate = lam * step
         gamma = step * phi1(rate)  # (exp(λ δ) − 1)/λ
-        B = self.B[...]
-        Bu = jax.lax.complex(u @ B[..., 0].T, u @ B[..., 1].T)
+        Bu = self.B_u(u)
         Bu = Bu + (z * (u @ self.W_B[...])).astype(jnp.complex64) @ as_complex(self.U_B[...]).T
-        return rate.astype(jnp.complex64), (gamma * Bu).astype(jnp.complex64)
+        return TokenTerms(rate.astype(jnp.complex64), (gamma * Bu).astype(jnp.complex64))
 
-    def recurrence_terms(self, u: jax.Array, dt: jax.Array) -> tuple[jax.Array, jax.Array]:
+    def recurrence_terms(self, u: jax.Array, dt: jax.Array) -> RecurrenceTerms:
         """``(Λ̄_k, B̄_k u_k)`` for ``u`` ``(..., H)`` and ``dt`` ``(...)``: complex64 ``(..., P)``."""
         rate, Bu = self.token_terms(u)
-        return decay(rate, dt), Bu
+        return RecurrenceTerms(decay(rate, dt), Bu)
 
     def output(self, x: jax.Array, u: jax.Array) -> jax.Array:
         """``y_k = Re(C_k x_k) (×2 if conj_sym) + D_k ⊙ u_k``; ``x`` ``(..., P)``, ``u`` ``(..., H)``."""
         u = jnp.asarray(u, jnp.float32)
         z = self.selection(u)
-        C = self.C[...]
-        y = jnp.real(x) @ C[..., 0].T - jnp.imag(x) @ C[..., 1].T
+        y = self.re_C_x(x)
         s = z * (x @ as_complex(self.U_C[...]))  # (..., r) complex
         W_C = self.W_C[...]
         y = y + jnp.real(s) @ W_C[..., 0].T - jnp.imag(s) @ W_C[..., 1].T

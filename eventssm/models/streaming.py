@@ -6,14 +6,15 @@ so far, pooling windows included: the full model closes a trailing partial windo
 valid event, so after each event every pooling level holds a *provisional* element for its
 current partial window, and every layer below it sees that element without committing it.
 
-State carried between calls (a pytree of arrays, batch B):
+State carried between calls (:class:`StreamState`, a pytree of arrays, batch B):
 
-* ``blocks[i]["x"]``: committed SSM state of block i, (B, P) complex64.
-* pooling blocks also carry their window: ``count`` (B,) int32 committed elements,
-  ``dt`` (B,) the summed dt, ``sum`` (B, H_in) Σ w_k u_k and ``wsum`` (B,) Σ w_k of the residual
-  pooling (w_k = 1 for "mean"/"last", dt_k + ε for "time_weighted").
-* ``head``: ``sum`` (B, H) Σ w_k x_k and ``wsum`` (B,) Σ w_k over the committed last-stage
-  elements (w as in the head mode).
+* ``blocks[i]`` (:class:`BlockState`): ``x``, the committed SSM state of block i, (B, P)
+  complex64; pooling blocks also carry their window (:class:`WindowState`): ``count`` (B,)
+  int32 committed elements, ``dt`` (B,) the summed dt and ``pool`` the residual pooling's
+  :class:`WeightedSum` (``total`` (B, H_in) Σ w_k u_k, ``weight`` (B,) Σ w_k; w_k = 1 for
+  "mean"/"last", dt_k + ε for "time_weighted"); ``window`` is None for the other blocks.
+* ``head`` (:class:`WeightedSum`): ``total`` (B, H) Σ w_k x_k and ``weight`` (B,) Σ w_k over the
+  committed last-stage elements (w as in the head mode).
 
 Per element a layer computes the candidate ``x' = Λ̄_k ⊙ x + B̄_k u_k`` (the SSM's ``step``)
 and keeps it only when the element is final (its window closed); provisional elements are seen
@@ -25,9 +26,10 @@ layers get the committed states of all positions from one :func:`~eventssm.model
 linear_recurrence` with carried initial state over ``(a_k, b_k) = (Λ̄_k, B̄_k u_k)`` for final
 elements and the identity ``(1, 0)`` for provisional ones, then read every (final or
 provisional) output at once from the committed state before it: ``y_k = output(a_k ⊙ x_{k−1} +
-b_k, u_k)``.  The coefficients come from the SSM's ``recurrence_terms`` (S5SSM and S7SSM have
-it); for an SSM with only ``step``, they are read off the step, which is affine in the state
-with a diagonal coefficient: ``b_k = step(0)``, ``a_k = (step(c·1) − step(0))/c``.  Window counters and sums use integer
+b_k, u_k)``.  The coefficients come from the SSM's ``recurrence_terms`` (every
+:class:`~eventssm.models.ssm.DiagonalSSM`: S5SSM and S7SSM); for another SSM with only ``step``,
+they are read off the step, which is affine in the state with a diagonal coefficient:
+``b_k = step(0)``, ``a_k = (step(c·1) − step(0))/c``.  Window counters and sums use integer
 modular counts and a resetting linear recurrence (coefficient 0 at window starts).
 
 ``step_chunk(..., last_only=True)`` returns only the logits after the chunk's last event; then
@@ -41,21 +43,51 @@ Streaming always runs without dropout (eval semantics).
 from __future__ import annotations
 
 import functools
-from typing import Any
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from eventssm.models.blocks import has_recurrence
 from eventssm.models.classifier import EventClassifier
 from eventssm.models.pooling import TIME_WEIGHT_EPS
-from eventssm.models.s5 import decay
 from eventssm.models.scan import linear_recurrence
+from eventssm.models.ssm import DiagonalSSM, decay
 
-__all__ = ["StreamState", "Streamer", "init_state", "step", "step_chunk"]
+__all__ = [
+    "BlockState", "StreamState", "Streamer", "WeightedSum", "WindowState", "init_state", "step",
+    "step_chunk",
+]
 
-StreamState = dict[str, Any]
+
+class WeightedSum(NamedTuple):
+    """Running weighted sum of committed elements: ``total`` Σ w_k v_k (B, F), ``weight`` Σ w_k (B,)."""
+
+    total: jax.Array
+    weight: jax.Array
+
+
+class WindowState(NamedTuple):
+    """The open pooling window of a pooling block: ``count`` (B,) int32 committed elements,
+    ``dt`` (B,) their summed dt, ``pool`` the residual path's :class:`WeightedSum` (B, H_in)."""
+
+    count: jax.Array
+    dt: jax.Array
+    pool: WeightedSum
+
+
+class BlockState(NamedTuple):
+    """One block: ``x`` committed SSM state (B, P) complex64, ``window`` (pooling blocks) or None."""
+
+    x: jax.Array
+    window: WindowState | None = None
+
+
+class StreamState(NamedTuple):
+    """Everything carried between streaming calls (see the module docstring)."""
+
+    blocks: tuple[BlockState, ...]
+    head: WeightedSum
 
 #: power-of-two probe state used to read a_k off the SSM's step (exact scaling in float).
 _PROBE = 1024.0
@@ -77,18 +109,18 @@ def init_state(model: EventClassifier, batch: int) -> StreamState:
     Returns:
         StreamState pytree (see the module docstring).
     """
+    def zero_sum(width: int) -> WeightedSum:
+        return WeightedSum(jnp.zeros((batch, width), jnp.float32), jnp.zeros((batch,), jnp.float32))
+
     blocks = []
     for blk in model.blocks:
-        st = {"x": blk.ssm.init_state(batch)}
+        window = None
         if blk.stride > 1:
-            st["count"] = jnp.zeros((batch,), jnp.int32)
-            st["dt"] = jnp.zeros((batch,), jnp.float32)
-            st["sum"] = jnp.zeros((batch, blk.d_in), jnp.float32)
-            st["wsum"] = jnp.zeros((batch,), jnp.float32)
-        blocks.append(st)
-    width = model.head.in_features
-    head = {"sum": jnp.zeros((batch, width), jnp.float32), "wsum": jnp.zeros((batch,), jnp.float32)}
-    return {"blocks": blocks, "head": head}
+            window = WindowState(
+                jnp.zeros((batch,), jnp.int32), jnp.zeros((batch,), jnp.float32), zero_sum(blk.d_in)
+            )
+        blocks.append(BlockState(blk.ssm.zero_state(batch), window))
+    return StreamState(tuple(blocks), zero_sum(model.head.in_features))
 
 
 # ----------------------------------------------------------------------------- per event
@@ -100,16 +132,18 @@ def _step_impl(model: EventClassifier, state: StreamState, token, dt):
     x = model.embed(token)
     final = jnp.ones(token.shape, dtype=bool)
     new_blocks = []
-    for blk, st in zip(model.blocks, state["blocks"]):
+    for blk, st in zip(model.blocks, state.blocks):
         h = blk.pre(x)
-        x_new, y = blk.ssm.step(st["x"], h, dt)
-        nst = {"x": jnp.where(final[:, None], x_new, st["x"])}
+        x_new, y = blk.ssm.step(st.x, h, dt)
+        x_kept = jnp.where(final[:, None], x_new, st.x)
+        window = None
         if blk.stride > 1:
+            win = st.window
             w = _weight(blk.pool_mode, dt)
-            count = st["count"] + 1
-            s_sum = st["sum"] + w[:, None] * x
-            s_w = st["wsum"] + w
-            s_dt = st["dt"] + dt
+            count = win.count + 1
+            s_sum = win.pool.total + w[:, None] * x
+            s_w = win.pool.weight + w
+            s_dt = win.dt + dt
             skip = x if blk.pool_mode == "last" else s_sum / s_w[:, None]
             close = count == blk.stride
             grow = final & ~close
@@ -120,28 +154,28 @@ def _step_impl(model: EventClassifier, state: StreamState, token, dt):
                 r = reset.reshape(reset.shape + (1,) * (new.ndim - 1))
                 return jnp.where(g, new, jnp.where(r, jnp.zeros_like(new), old))
 
-            nst["count"] = commit(count, st["count"])
-            nst["dt"] = commit(s_dt, st["dt"])
-            nst["sum"] = commit(s_sum, st["sum"])
-            nst["wsum"] = commit(s_w, st["wsum"])
+            window = WindowState(
+                commit(count, win.count),
+                commit(s_dt, win.dt),
+                WeightedSum(commit(s_sum, win.pool.total), commit(s_w, win.pool.weight)),
+            )
             x = blk.post(y, skip, deterministic=True)
             dt = s_dt
             final = final & close
         else:
             x = blk.post(y, x, deterministic=True)
-        new_blocks.append(nst)
-    head = state["head"]
+        new_blocks.append(BlockState(x_kept, window))
+    head = state.head
     mode = model.config.head
     w = _weight(mode, dt)
-    c_sum = head["sum"] + w[:, None] * x
-    c_w = head["wsum"] + w
+    c_sum = head.total + w[:, None] * x
+    c_w = head.weight + w
     pooled = x if mode == "last" else c_sum / c_w[:, None]
     logits = model.head(pooled)
-    new_head = {
-        "sum": jnp.where(final[:, None], c_sum, head["sum"]),
-        "wsum": jnp.where(final, c_w, head["wsum"]),
-    }
-    return {"blocks": new_blocks, "head": new_head}, logits
+    new_head = WeightedSum(
+        jnp.where(final[:, None], c_sum, head.total), jnp.where(final, c_w, head.weight)
+    )
+    return StreamState(tuple(new_blocks), new_head), logits
 
 
 # ----------------------------------------------------------------------------- chunks
@@ -180,7 +214,7 @@ def _ssm_committed(ssm, x0, h, dt, final, method):
         committed state after the chunk (B, P).
     """
     b_sz, n, width = h.shape
-    if has_recurrence(ssm):
+    if isinstance(ssm, DiagonalSSM):
         a, b = ssm.recurrence_terms(h, dt)
     else:  # read a_k, b_k off the affine step x ↦ a_k ⊙ x + b_k
         hf = h.reshape(b_sz * n, width)
@@ -198,7 +232,7 @@ def _ssm_committed(ssm, x0, h, dt, final, method):
         method=method,
     )
     x_prev = _shift_in(x0, jnp.swapaxes(xs, 0, 1))
-    if has_recurrence(ssm):
+    if isinstance(ssm, DiagonalSSM):
         return ssm.output(a * x_prev + b, h), x_last
     _, y = ssm.step(x_prev.reshape(b_sz * n, -1), h.reshape(b_sz * n, width), dt.reshape(-1))
     return y.reshape(b_sz, n, -1), x_last
@@ -256,7 +290,7 @@ def _chunk_impl(
     x = model.embed(tokens)
     all_final = True  # every element final, up to skipped (masked) events
     new_blocks = []
-    for i, (blk, st) in enumerate(zip(model.blocks, state["blocks"])):
+    for i, (blk, st) in enumerate(zip(model.blocks, state.blocks)):
         if i == 0 and table is not None:
             # token table (EventClassifier.token_table): per event only a gather and
             # Λ̄_k = exp(rate[token_k]·dt_k); the read-out waits until the positions it is
@@ -265,7 +299,7 @@ def _chunk_impl(
             a = decay(rate[tokens] if rate.ndim == 2 else rate, dt)
             b = jnp.where(final[..., None], b_tab[tokens], 0.0)
             xs, x_last = linear_recurrence(
-                jnp.swapaxes(a, 0, 1), jnp.swapaxes(b, 0, 1), st["x"], method=method
+                jnp.swapaxes(a, 0, 1), jnp.swapaxes(b, 0, 1), st.x, method=method
             )
             states = jnp.swapaxes(xs, 0, 1)
 
@@ -279,21 +313,24 @@ def _chunk_impl(
         elif all_final:
             # skipped events feed u = 0, dt = 0: the parallel scan leaves the state unchanged
             h = blk.pre(x)
-            y, x_last = blk.ssm(jnp.where(final[..., None], h, 0.0), dt, st["x"])
+            y, x_last = blk.ssm(jnp.where(final[..., None], h, 0.0), dt, st.x)
         else:
-            y, x_last = _ssm_committed(blk.ssm, st["x"], blk.pre(x), dt, final, method)
-        nst = {"x": x_last}
+            y, x_last = _ssm_committed(blk.ssm, st.x, blk.pre(x), dt, final, method)
+        window = None
         if blk.stride > 1:
+            win = st.window
             s = blk.stride
             width = x.shape[-1]
             f_int = final.astype(jnp.int32)
             cum = jnp.cumsum(f_int, axis=1)
-            before = (st["count"][:, None] + cum - f_int) % s  # committed count before n
+            before = (win.count[:, None] + cum - f_int) % s  # committed count before n
             close = final & (before + 1 == s)
             reset = _shift_in(jnp.zeros((b_sz,), bool), close)
             w = _weight(blk.pool_mode, dt)
             feats = jnp.concatenate([w[..., None] * x, w[..., None], dt[..., None]], axis=-1)
-            init = jnp.concatenate([st["sum"], st["wsum"][:, None], st["dt"][:, None]], axis=-1)
+            init = jnp.concatenate(
+                [win.pool.total, win.pool.weight[:, None], win.dt[:, None]], axis=-1
+            )
             committed = _segmented_cumsum(
                 jnp.where(final[..., None], feats, 0.0), reset, init, method
             )  # committed sums after each position
@@ -301,10 +338,11 @@ def _chunk_impl(
             cand = before_sums + feats
             skip = x if blk.pool_mode == "last" else cand[..., :width] / cand[..., width, None]
             last = jnp.where(close[:, -1, None], 0.0, committed[:, -1])
-            nst["count"] = (st["count"] + cum[:, -1]) % s
-            nst["sum"] = last[:, :width]
-            nst["wsum"] = last[:, width]
-            nst["dt"] = last[:, width + 1]
+            window = WindowState(
+                (win.count + cum[:, -1]) % s,
+                last[:, width + 1],
+                WeightedSum(last[:, :width], last[:, width]),
+            )
             dt = cand[..., width + 1]
             final = close
             if last_only:  # deeper layers only need the final elements and the last one
@@ -317,22 +355,22 @@ def _chunk_impl(
             all_final = False
         else:
             x = blk.post(y, x, deterministic=True)
-        new_blocks.append(nst)
-    head = state["head"]
+        new_blocks.append(BlockState(x_last, window))
+    head = state.head
     mode = model.config.head
     width = x.shape[-1]
     w = _weight(mode, dt)
     feats = jnp.concatenate([w[..., None] * x, w[..., None]], axis=-1)
     contrib = jnp.where(final[..., None], feats, 0.0)
-    init = jnp.concatenate([head["sum"], head["wsum"][:, None]], axis=-1)
+    init = jnp.concatenate([head.total, head.weight[:, None]], axis=-1)
     cum = init[:, None] + jnp.cumsum(contrib, axis=1)  # committed sums after each position
     cand = _shift_in(init, cum) + feats
     pooled = x if mode == "last" else cand[..., :width] / cand[..., width, None]
     if last_only:
         pooled = _take(pooled, last_pos[:, None])[:, 0]
     logits = model.head(pooled)
-    new_head = {"sum": cum[:, -1, :width], "wsum": cum[:, -1, width]}
-    return {"blocks": new_blocks, "head": new_head}, logits
+    new_head = WeightedSum(cum[:, -1, :width], cum[:, -1, width])
+    return StreamState(tuple(new_blocks), new_head), logits
 
 
 # ----------------------------------------------------------------------------- public API
@@ -390,7 +428,8 @@ def step_chunk(
 
 def _has_table(model: EventClassifier) -> bool:
     """True when the first block's SSM has per-token terms (see EventClassifier.token_table)."""
-    return bool(getattr(model.blocks[0].ssm, "has_token_terms", False))
+    ssm = model.blocks[0].ssm
+    return isinstance(ssm, DiagonalSSM) and ssm.has_token_terms
 
 
 class Streamer:

@@ -7,7 +7,7 @@ contract ``token = P2 · (x2 · H2 + y2) + p2`` and the downsampling rules.
 from __future__ import annotations
 
 from eventssm.tokenizers.batching import DEFAULT_BUCKETS, Batch, bucket_length, pad_batch
-from eventssm.tokenizers.dataset import TokenDataset, TokenizerSettings, build_cache, write_cache
+from eventssm.tokenizers.cache import TokenDataset, build_cache, write_cache
 from eventssm.tokenizers.functional import (
     as_events,
     denoise_filter,
@@ -23,6 +23,7 @@ from eventssm.tokenizers.functional import (
     tokenize,
     vocab_size,
 )
+from eventssm.tokenizers.settings import TokenizerSettings
 from eventssm.tokenizers.transforms import (
     Compose,
     Downsample,

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from eventssm.events import EventFileError
+from eventssm.events import ArgumentError
 
 __all__ = ["DEFAULT_BUCKETS", "Batch", "bucket_length", "pad_batch"]
 
@@ -57,15 +57,15 @@ def bucket_length(n: int, buckets: Sequence[int] | None = None) -> int:
     Returns:
         the padded length.
     Raises:
-        EventFileError: ``n`` exceeds the largest bucket (slice the stream first).
+        ArgumentError: ``n`` exceeds the largest bucket (slice the stream first).
     """
     bs = sorted(int(b) for b in (DEFAULT_BUCKETS if buckets is None else buckets))
     if not bs or bs[0] < 1:
-        raise EventFileError(None, f"buckets must be positive lengths, got {buckets}")
+        raise ArgumentError(f"buckets must be positive lengths, got {buckets}")
     i = int(np.searchsorted(bs, int(n), side="left"))
     if i == len(bs):
-        raise EventFileError(
-            None, f"sequence of {n} events is longer than the largest bucket {bs[-1]}; "
+        raise ArgumentError(
+            f"sequence of {n} events is longer than the largest bucket {bs[-1]}; "
             "slice it first (slice_by_count)"
         )
     return bs[i]
@@ -89,15 +89,15 @@ def pad_batch(
         a :class:`Batch`; ``tokens[b, :N_b]`` and ``dt[b, :N_b]`` equal the inputs exactly.
     """
     if len(seqs) == 0:
-        raise EventFileError(None, "pad_batch needs at least one sequence")
+        raise ArgumentError("pad_batch needs at least one sequence")
     lengths = np.array([len(tok) for tok, _ in seqs], dtype=np.int32)
     for b, (tok, dt) in enumerate(seqs):
         if len(tok) != len(dt):
-            raise EventFileError(None, f"sequence {b}: {len(tok)} tokens but {len(dt)} dt values")
+            raise ArgumentError(f"sequence {b}: {len(tok)} tokens but {len(dt)} dt values")
     labels = np.asarray(labels)
     if labels.shape[0] != len(seqs) or labels.ndim not in (1, 2):
-        raise EventFileError(
-            None, f"labels of shape {labels.shape} do not match {len(seqs)} sequences"
+        raise ArgumentError(
+            f"labels of shape {labels.shape} do not match {len(seqs)} sequences"
         )
     labels = labels.astype(np.int32) if labels.ndim == 1 else labels.astype(np.float32)
     length = bucket_length(int(lengths.max()), buckets)

@@ -32,7 +32,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from eventssm.events import EVENT_DTYPE, EventFileError, copy_events
+from eventssm.events import EVENT_DTYPE, US_PER_UNIT, ArgumentError, EventFileError, copy_events
 from eventssm.tokenizers import kernels
 
 log = logging.getLogger(__name__)
@@ -55,7 +55,8 @@ __all__ = [
 
 Downsample = int | tuple[int, int]
 
-TIME_SCALE = {"us": 1.0, "ms": 1e-3, "s": 1e-6}
+#: time unit -> factor from microseconds (1 / ``US_PER_UNIT``: exactly 1.0, 1e-3, 1e-6)
+TIME_SCALE = {unit: 1.0 / us for unit, us in US_PER_UNIT.items()}
 _INT32_MAX = 2**31 - 1
 
 
@@ -67,15 +68,15 @@ def as_events(events: np.ndarray) -> np.ndarray:
     """Return ``events`` as a C-contiguous ``EVENT_DTYPE`` array (no copy when it already is).
 
     Any structured array with fields ``x, y, t, p`` (e.g. tonic's dtypes) is converted by
-    field; anything else raises :class:`EventFileError`.
+    field; anything else raises :class:`ArgumentError`.
     """
     events = np.asarray(events)
     if events.dtype == EVENT_DTYPE:
         return np.ascontiguousarray(events)
     names = events.dtype.names or ()
     if events.ndim != 1 or not {"x", "y", "t", "p"} <= set(names):
-        raise EventFileError(
-            None, f"expected a 1-D structured event array with fields x, y, t, p; got "
+        raise ArgumentError(
+            f"expected a 1-D structured event array with fields x, y, t, p; got "
             f"dtype {events.dtype} with shape {events.shape}"
         )
     out = np.empty(len(events), dtype=EVENT_DTYPE)
@@ -86,10 +87,10 @@ def as_events(events: np.ndarray) -> np.ndarray:
 
 def _sensor_wh(sensor_size: Sequence[int]) -> tuple[int, int]:
     if len(sensor_size) not in (2, 3):
-        raise EventFileError(None, f"sensor size must be (W, H) or (W, H, P), got {sensor_size}")
+        raise ArgumentError(f"sensor size must be (W, H) or (W, H, P), got {sensor_size}")
     w, h = int(sensor_size[0]), int(sensor_size[1])
     if w < 1 or h < 1:
-        raise EventFileError(None, f"invalid sensor size {tuple(sensor_size)}")
+        raise ArgumentError(f"invalid sensor size {tuple(sensor_size)}")
     return w, h
 
 
@@ -98,14 +99,14 @@ def _scale(sensor_size: Sequence[int], downsample: Downsample) -> tuple[int, int
     w, h = _sensor_wh(sensor_size)
     if isinstance(downsample, (tuple, list, np.ndarray)):
         if len(downsample) != 2:
-            raise EventFileError(None, f"downsample target must be (W2, H2), got {downsample}")
+            raise ArgumentError(f"downsample target must be (W2, H2), got {downsample}")
         w2, h2 = int(downsample[0]), int(downsample[1])
         if w2 < 1 or h2 < 1:
-            raise EventFileError(None, f"downsample target must be positive, got {downsample}")
+            raise ArgumentError(f"downsample target must be positive, got {downsample}")
         return w2, w, h2, h
     f = int(downsample)
     if f != downsample or f < 1 or isinstance(downsample, bool):
-        raise EventFileError(None, f"downsample factor must be an integer >= 1, got {downsample!r}")
+        raise ArgumentError(f"downsample factor must be an integer >= 1, got {downsample!r}")
     return 1, f, 1, f
 
 
@@ -192,17 +193,18 @@ def tokenize(
         tokens: (N,) int32, ``P2 · (x2 · H2 + y2) + p2`` in ``[0, vocab_size)``.
         dt: (N,) float32, ``dt_k = t_k − t_{k−1}`` in ``time_unit``, ``dt_0 = 0``.
     Raises:
-        EventFileError: an event outside the sensor, decreasing timestamps, bad arguments.
+        EventFileError: an event outside the sensor, decreasing timestamps.
+        ArgumentError: bad arguments (unit, downsample, vocabulary too large).
     """
     if time_unit not in TIME_SCALE:
-        raise EventFileError(None, f"time_unit must be one of {list(TIME_SCALE)}, got {time_unit!r}")
+        raise ArgumentError(f"time_unit must be one of {list(TIME_SCALE)}, got {time_unit!r}")
     events = as_events(events)
     w, h = _sensor_wh(sensor_size)
     xn, xd, yn, yd = scale = _scale(sensor_size, downsample)
     w2, h2 = _grid_wh(w, h, scale)
     p2 = 1 if merge_polarity else 2
     if p2 * w2 * h2 > _INT32_MAX:
-        raise EventFileError(None, f"vocabulary {p2 * w2 * h2} does not fit int32 tokens")
+        raise ArgumentError(f"vocabulary {p2 * w2 * h2} does not fit int32 tokens")
     n = len(events)
     tokens = np.empty(n, dtype=np.int32)
     dt = np.empty(n, dtype=np.float32)
@@ -237,18 +239,18 @@ def detokenize(
         ``(x2 int16, y2 int16, p bool)`` each (N,), in grid coordinates (``p`` is all False
         when polarity was merged).
     Raises:
-        EventFileError: a token outside ``[0, vocab_size)``.
+        ArgumentError: a token outside ``[0, vocab_size)``.
     """
     w2, h2, p2 = grid_size(sensor_size_or_grid, downsample, merge_polarity=merge_polarity)
     tok = np.asarray(tokens).astype(np.int64, copy=False)
     vocab = p2 * w2 * h2
     if tok.size and (tok.min() < 0 or tok.max() >= vocab):
         bad = int(np.flatnonzero((tok < 0) | (tok >= vocab))[0])
-        raise EventFileError(None, f"token {int(tok[bad])} at {bad} is outside [0, {vocab})")
+        raise ArgumentError(f"token {int(tok[bad])} at {bad} is outside [0, {vocab})")
     cell, pol = np.divmod(tok, p2)
     x, y = np.divmod(cell, h2)
     if w2 > np.iinfo(np.int16).max + 1 or h2 > np.iinfo(np.int16).max + 1:
-        raise EventFileError(None, f"grid {w2}x{h2} does not fit int16 coordinates")
+        raise ArgumentError(f"grid {w2}x{h2} does not fit int16 coordinates")
     return x.astype(np.int16), y.astype(np.int16), pol.astype(np.bool_)
 
 
@@ -297,8 +299,8 @@ def slice_by_count(n_events: int, length: int, stride: int | None = None) -> np.
     n, length = int(n_events), int(length)
     stride = length if stride is None else int(stride)
     if n < 0 or length < 1 or stride < 1:
-        raise EventFileError(
-            None, f"slice_by_count needs n_events >= 0, length >= 1, stride >= 1; got "
+        raise ArgumentError(
+            f"slice_by_count needs n_events >= 0, length >= 1, stride >= 1; got "
             f"{n_events}, {length}, {stride}"
         )
     if n == 0:
@@ -327,7 +329,7 @@ def slice_by_time(t: np.ndarray, window_us: int, stride_us: int | None = None) -
     window_us = int(window_us)
     stride_us = window_us if stride_us is None else int(stride_us)
     if window_us < 1 or stride_us < 1:
-        raise EventFileError(None, f"window and stride must be >= 1 us, got {window_us}, {stride_us}")
+        raise ArgumentError(f"window and stride must be >= 1 us, got {window_us}, {stride_us}")
     if len(t) == 0:
         return np.empty((0, 2), dtype=np.int64)
     _check_sorted(t, "slice_by_time")
@@ -348,7 +350,7 @@ def random_crop(rng: np.random.Generator, n_events: int, length: int) -> tuple[i
     """
     n, length = int(n_events), int(length)
     if n < 0 or length < 1:
-        raise EventFileError(None, f"random_crop needs n_events >= 0, length >= 1; got {n}, {length}")
+        raise ArgumentError(f"random_crop needs n_events >= 0, length >= 1; got {n}, {length}")
     if n <= length:
         return 0, n
     start = int(rng.integers(0, n - length + 1))
@@ -383,7 +385,7 @@ def refractory_filter(
     events = as_events(events)
     w, h = _sensor_wh(sensor_size)
     if refractory_us < 0:
-        raise EventFileError(None, f"refractory period must be >= 0, got {refractory_us}")
+        raise ArgumentError(f"refractory period must be >= 0, got {refractory_us}")
     _check_inside(events, w, h)
     _check_sorted(events["t"], "refractory_filter")
     return _compact(kernels.refractory_kernel, events, w, h, int(refractory_us))
@@ -406,7 +408,7 @@ def denoise_filter(events: np.ndarray, sensor_size: Sequence[int], window_us: in
     events = as_events(events)
     w, h = _sensor_wh(sensor_size)
     if window_us < 0:
-        raise EventFileError(None, f"denoise window must be >= 0, got {window_us}")
+        raise ArgumentError(f"denoise window must be >= 0, got {window_us}")
     _check_inside(events, w, h)
     _check_sorted(events["t"], "denoise_filter")
     return _compact(kernels.denoise_kernel, events, w, h, int(window_us))
@@ -430,7 +432,7 @@ def hot_pixel_filter(
     events = as_events(events)
     w, h = _sensor_wh(sensor_size)
     if not max_rate_hz > 0:
-        raise EventFileError(None, f"max_rate_hz must be > 0, got {max_rate_hz}")
+        raise ArgumentError(f"max_rate_hz must be > 0, got {max_rate_hz}")
     _check_inside(events, w, h)
     if len(events) == 0:
         return copy_events(events)

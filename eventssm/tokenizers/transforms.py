@@ -31,7 +31,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from eventssm.events import EVENT_DTYPE, EventFileError, concat_events, copy_events
+from eventssm.events import EVENT_DTYPE, ArgumentError, concat_events, copy_events
 from eventssm.tokenizers import kernels
 from eventssm.tokenizers.functional import Downsample as DownsampleSpec
 from eventssm.tokenizers.functional import (
@@ -62,7 +62,7 @@ __all__ = [
 def _range(value: float | Sequence[float], name: str) -> tuple[float, float]:
     lo, hi = _pair(value)
     if lo > hi:
-        raise EventFileError(None, f"{name} range must be (low, high) with low <= high, got {value}")
+        raise ArgumentError(f"{name} range must be (low, high) with low <= high, got {value}")
     return lo, hi
 
 
@@ -70,7 +70,7 @@ def _pair(value: float | Sequence[float]) -> tuple[float, float]:
     if isinstance(value, (int, float, np.integer, np.floating)):
         return float(value), float(value)
     if len(value) != 2:
-        raise EventFileError(None, f"expected a number or a pair, got {value!r}")
+        raise ArgumentError(f"expected a number or a pair, got {value!r}")
     return float(value[0]), float(value[1])
 
 
@@ -391,7 +391,7 @@ class DropEvent(_EventOp):
 
     def __post_init__(self):
         if not 0.0 <= self.p <= 1.0:
-            raise EventFileError(None, f"DropEvent p must be in [0, 1], got {self.p}")
+            raise ArgumentError(f"DropEvent p must be in [0, 1], got {self.p}")
 
     def _op(self, rng):
         return kernels.OP_DROP, (), (float(self.p),), kernels.rng_seed(rng), ()
@@ -407,8 +407,8 @@ class DropChunk(_KernelTransform):
 
     def __post_init__(self):
         if not 0.0 <= self.min_fraction <= self.max_fraction <= 1.0:
-            raise EventFileError(
-                None, f"DropChunk needs 0 <= min_fraction <= max_fraction <= 1, got "
+            raise ArgumentError(
+                f"DropChunk needs 0 <= min_fraction <= max_fraction <= 1, got "
                 f"{self.min_fraction}, {self.max_fraction}"
             )
 
@@ -434,7 +434,7 @@ class TimeJitter(_EventOp):
 
     def __post_init__(self):
         if self.std_us < 0:
-            raise EventFileError(None, f"TimeJitter std must be >= 0, got {self.std_us}")
+            raise ArgumentError(f"TimeJitter std must be >= 0, got {self.std_us}")
 
     def _op(self, rng):
         std = float(self.std_us)
@@ -452,7 +452,7 @@ class TimeSkew(_EventOp):
     def __post_init__(self):
         lo, _ = _range(self.coefficient, "TimeSkew coefficient")
         if lo <= 0:
-            raise EventFileError(None, f"TimeSkew coefficients must be > 0, got {self.coefficient}")
+            raise ArgumentError(f"TimeSkew coefficients must be > 0, got {self.coefficient}")
 
     def _op(self, rng):
         c = _uniform(rng, *_range(self.coefficient, "TimeSkew coefficient"))
@@ -471,7 +471,7 @@ class SpatialJitter(_EventOp):
     def __post_init__(self):
         sx, sy = _pair(self.std)
         if sx < 0 or sy < 0:
-            raise EventFileError(None, f"SpatialJitter std must be >= 0, got {self.std}")
+            raise ArgumentError(f"SpatialJitter std must be >= 0, got {self.std}")
 
     def _op(self, rng):
         sx, sy = _pair(self.std)
@@ -533,7 +533,7 @@ class Scale(_EventOp):
     def __post_init__(self):
         lo, _ = _range(self.scale, "Scale")
         if lo <= 0:
-            raise EventFileError(None, f"Scale factors must be > 0, got {self.scale}")
+            raise ArgumentError(f"Scale factors must be > 0, got {self.scale}")
 
     def _op(self, rng):
         w, h = _sensor_wh(self.sensor_size)
@@ -578,7 +578,7 @@ class FlipX(_EventOp):
 
     def __post_init__(self):
         if not 0.0 <= self.p <= 1.0:
-            raise EventFileError(None, f"{type(self).__name__} p must be in [0, 1], got {self.p}")
+            raise ArgumentError(f"{type(self).__name__} p must be in [0, 1], got {self.p}")
 
     def _op(self, rng):
         if self.p < 1.0 and rng.random() >= self.p:
@@ -632,10 +632,10 @@ def event_cutmix(
     """
     a, b = as_events(events_a), as_events(events_b)
     if mode not in ("spatial", "temporal", "random"):
-        raise EventFileError(None, f"cutmix mode must be spatial, temporal or random, got {mode!r}")
+        raise ArgumentError(f"cutmix mode must be spatial, temporal or random, got {mode!r}")
     for lab in (label_a, label_b):
         if not 0 <= int(lab) < n_classes:
-            raise EventFileError(None, f"label {lab} outside [0, {n_classes})")
+            raise ArgumentError(f"label {lab} outside [0, {n_classes})")
     if sensor_size is None:
         both = concat_events([a, b])
         w = int(both["x"].max()) + 1 if len(both) else 1

@@ -7,7 +7,7 @@ import pytest
 from click.testing import CliRunner
 
 from eventssm.cli import main
-from eventssm.events import EventFileError
+from eventssm.events import ArgumentError, EventFileError
 from tests.cli.errors import assert_one_error
 
 
@@ -21,6 +21,8 @@ def boom(kind):
         raise PermissionError(errno.EACCES, "Permission denied", "/some/where.h5")
     if kind == "eventfile":
         raise EventFileError("rec.raw", "truncated word", 12)
+    if kind == "argument":
+        raise ArgumentError("DropEvent p must be in [0, 1], got 1.5")
     if kind == "usage":
         raise click.BadParameter("nope", param_hint="--kind")
     click.echo("fine")
@@ -45,6 +47,7 @@ def test_debug_verbosity_shows_the_traceback(with_boom):
 @pytest.mark.parametrize("kind, needle", [
     ("oserror", "error: /some/where.h5: Permission denied"),
     ("eventfile", "rec.raw: truncated word (at byte 12)"),
+    ("argument", "error: invalid argument: DropEvent p must be in [0, 1], got 1.5"),
     ("usage", "Invalid value for --kind: nope (see 'main boom --help')"),
 ])
 def test_known_errors_exit_2(with_boom, kind, needle):

@@ -11,6 +11,7 @@ from click.testing import CliRunner
 
 from eventssm.cli import info as info_mod
 from eventssm.cli import main
+from eventssm.cli._common import parse_size
 from eventssm.events import Recording, make_events
 from eventssm.io import read_events, write_events
 
@@ -166,9 +167,13 @@ def test_format_option_and_formats_list(tmp_path):
 
 
 def test_parse_sensor_size():
-    assert info_mod.parse_sensor_size("34x34") == (34, 34, 2)
-    assert info_mod.parse_sensor_size("700 1 1") == (700, 1, 1)
-    assert info_mod.parse_sensor_size("128,128") == (128, 128, 2)
-    for bad in ("0x5", "5", "axb", "1x2x3x4"):
+    assert parse_size("34x34", "--sensor-size", polarities=True) == (34, 34, 2)
+    assert parse_size("700 1 1", "--sensor-size", polarities=True) == (700, 1, 1)
+    assert parse_size("128,128", "--sensor-size", polarities=True) == (128, 128, 2)
+    assert parse_size(" 64 x 48 ", "--target-size") == (64, 48)
+    for bad in ("0x5", "5", "axb", "1x2x3x4", "-1x5"):
         with pytest.raises(click.BadParameter, match=bad):
-            info_mod.parse_sensor_size(bad)
+            parse_size(bad, "--sensor-size", polarities=True)
+    for bad in ("3x4x2", "10", "0,3"):
+        with pytest.raises(click.BadParameter, match=bad):
+            parse_size(bad, "--target-size")

@@ -251,7 +251,7 @@ def test_skip_bad_lists_the_bad_file(tmp_path, corpus):
 
 
 def test_interrupt_leaves_nothing(tmp_path, corpus, monkeypatch):
-    import eventssm.tokenizers.dataset as dataset
+    import eventssm.tokenizers.cache.build as build
 
     out = tmp_path / "c.h5"
     out.write_bytes(b"old output")
@@ -263,8 +263,8 @@ def test_interrupt_leaves_nothing(tmp_path, corpus, monkeypatch):
             raise KeyboardInterrupt
         return real(*args, **kwargs)
 
-    real = dataset.tokenize_file
-    monkeypatch.setattr(dataset, "tokenize_file", interrupted)
+    real = build.tokenize_file
+    monkeypatch.setattr(build, "tokenize_file", interrupted)
     result = run(corpus, "-o", out, "--labels-from", "folder", "--overwrite", "--workers", "1")
     assert_one_error(result, "interrupted")
     assert result.exit_code == 130

@@ -11,6 +11,8 @@ import pytest
 
 from eventssm.events import EVENT_DTYPE, EventFileError, make_events
 from eventssm.io import aedat as A
+from eventssm.io import aedat4 as A4
+from eventssm.io import aedat_encode as AE
 from eventssm.io import read_events
 from eventssm.io.kernels import aedat as K
 
@@ -26,7 +28,7 @@ def _structs(rng, m, w=320, h=240) -> np.ndarray:
 
 
 def _packet(rec) -> np.ndarray:
-    return np.frombuffer(A._fb_events_packet(rec.tobytes(), len(rec)), dtype=np.uint8)
+    return np.frombuffer(AE._fb_events_packet(rec.tobytes(), len(rec)), dtype=np.uint8)
 
 
 def _reference(path) -> np.ndarray:
@@ -59,12 +61,12 @@ def test_packet_kernel_equals_python_parser(shift):
     """``aedat4_packet`` (jit and .py_func) on aligned and unaligned copies of a packet."""
     rng = np.random.default_rng(1)
     rec = _structs(rng, 300)
-    raw = A._fb_events_packet(rec.tobytes(), len(rec))
+    raw = AE._fb_events_packet(rec.tobytes(), len(rec))
     words = np.zeros(len(raw) // 8 + 2, dtype=np.int64)  # 8-byte aligned storage
     buf = words.view(np.uint8)[shift : shift + len(raw)]
     buf[:] = np.frombuffer(raw, dtype=np.uint8)
     assert (buf.ctypes.data % 8 == 0) == (shift == 0)
-    start, count = A._evts4("p", buf.tobytes(), 0)
+    start, count = A4._evts4("p", buf.tobytes(), 0)
     assert K.aedat4_vector(buf) == K.aedat4_vector.py_func(buf) == (start, count) == (32, 300)
     a, b = np.zeros(300, EVENT_DTYPE), np.zeros(300, EVENT_DTYPE)
     assert K.aedat4_packet(buf, a, 320, 240) == K.aedat4_packet.py_func(buf, b, 320, 240) \
@@ -91,7 +93,7 @@ def test_vector_parser_agrees_on_damaged_packets():
         got = K.aedat4_vector(buf)
         assert got == K.aedat4_vector.py_func(buf)
         try:
-            want = A._evts4("p", buf.tobytes(), 0)
+            want = A4._evts4("p", buf.tobytes(), 0)
         except EventFileError:
             want = (-1, 0)
         assert got == want, bytes(buf[:32]).hex()
@@ -132,8 +134,8 @@ def test_read_equals_packet_reference_with_growth(tmp_path, compression, monkeyp
     path.write_bytes(A.encode_aedat4(ev, (346, 260, 2), compression=compression,
                                      packet_events=1500))
     grown = []
-    real = A._grow
-    monkeypatch.setattr(A, "_grow", lambda *a: grown.append(a[1:]) or real(*a))
+    real = A4._grow
+    monkeypatch.setattr(A4, "_grow", lambda *a: grown.append(a[1:]) or real(*a))
     rec = A.read_aedat4(path)
     assert rec.events.tobytes() == _reference(path).tobytes() == ev.tobytes()
     assert bool(grown) == (compression != "none")
@@ -196,7 +198,7 @@ def test_lz4_frame_variants_equal_the_frame_path(tmp_path, name):
     rec = A.read_aedat4(path)
     assert rec.events.tobytes() == _reference(path).tobytes() == ev.tobytes()
     with open(path, "rb") as f:
-        h = A._Aedat4(f, path, None)
+        h = A4._Aedat4(f, path, None)
         data = A._read_span(f, path, h.start, h.end)
     starts, sizes, _, _ = K.aedat4_walk(data, 0, np.array([0], dtype=np.int64))
     got = K.lz4_single_blocks(data, starts, sizes)

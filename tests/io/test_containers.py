@@ -564,3 +564,15 @@ def test_events_from_columns_checks_lengths():
     assert ev.tolist() == [(1, 2, 3, True)]
     with pytest.raises(EventFileError, match="overflows"):
         events_from_columns([1], [2], np.array([2**63], np.uint64), [1])
+
+
+@pytest.mark.parametrize("t_name, p_name", [("time", "polarity"), ("Timestamp", "pol")])
+def test_structured_npy_takes_the_text_readers_column_aliases(tmp_path, t_name, p_name):
+    dtype = np.dtype([("x", np.int16), ("y", np.int16), (t_name, np.int64), (p_name, np.uint8)])
+    arr = np.array([(1, 2, 10, 1), (3, 0, 25, 0)], dtype=dtype)
+    np.save(tmp_path / "ev.npy", arr)
+    (tmp_path / "ev.csv").write_text(f"x,y,{t_name},{p_name}\n1,2,10,1\n3,0,25,0\n")
+    a = read_events(tmp_path / "ev.npy", sensor_size=(4, 4, 2)).events
+    b = read_events(tmp_path / "ev.csv", sensor_size=(4, 4, 2)).events
+    assert a["t"].tolist() == b["t"].tolist() == [10, 25]
+    assert a["p"].tolist() == b["p"].tolist() == [True, False]

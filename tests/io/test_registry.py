@@ -133,3 +133,17 @@ def test_sniff_only_sees_the_head(tmp_path):
     p.write_bytes(b"\0" * SNIFF_BYTES * 2 + b"\x89HDF\r\n\x1a\n")
     with pytest.raises(EventFileError, match="unknown format"):
         detect_format(p)
+
+
+def test_registered_encoders_read_back_by_their_own_reader(tmp_path):
+    rec = _rec(50)
+    encoders = {name: s for name, s in formats().items() if s.encode is not None}
+    assert {"evt2", "evt3", "dat", "aedat3"} <= set(encoders)
+    for name, spec in encoders.items():
+        path = tmp_path / f"rec{spec.extensions[0]}"
+        path.write_bytes(spec.encode(rec))
+        assert detect_format(path).name == name
+        back = read_events(path, format=name)
+        assert tuple(back.sensor_size[:2]) == rec.sensor_size[:2], name
+        for field in ("x", "y", "t", "p"):
+            np.testing.assert_array_equal(back.events[field], rec.events[field], err_msg=name)

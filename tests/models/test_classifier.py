@@ -25,8 +25,8 @@ class StepOnlySSM(nnx.Module):
     def __call__(self, u, dt, x0=None):
         return self.inner(u, dt, x0)
 
-    def init_state(self, batch):
-        return self.inner.init_state(batch)
+    def zero_state(self, batch):
+        return self.inner.zero_state(batch)
 
     def step(self, x, u_k, dt_k):
         return self.inner.step(x, u_k, dt_k)

@@ -80,7 +80,7 @@ def test_matches_numpy_loop_and_step(disc, conj, blocks):
     assert rel(y, ref_y) < 1e-5
     assert rel(x_last, ref_x) < 1e-5
     # event-by-event step gives the same outputs and state
-    x = m.init_state(3)
+    x = m.zero_state(3)
     ys = []
     for k in range(u.shape[1]):
         x, y_k = step(x, u[:, k], dt[:, k])

@@ -85,7 +85,7 @@ def test_matches_explicit_numpy_loop_and_step(conj):
     ref_y, ref_x = s7_numpy(m, u, dt)
     assert rel(y, ref_y) < 1e-5
     assert rel(x_last, ref_x) < 1e-5
-    x = m.init_state(3)
+    x = m.zero_state(3)
     ys = []
     for k in range(u.shape[1]):
         x, y_k = step(x, u[:, k], dt[:, k])

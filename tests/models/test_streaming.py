@@ -116,16 +116,16 @@ def test_step_chunk_split_at_random_points_matches_full_model(case, streamer):
         np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
     # window bookkeeping after 41 events: each pooling level holds its open window
     strides = [blk.stride for blk in model.blocks if blk.stride > 1]
-    counts = [int(st["count"][0]) for st in state["blocks"] if "count" in st]
+    counts = [int(st.window.count[0]) for st in state.blocks if st.window is not None]
     n, expect = LENGTH, []
     for stride in strides:
         expect.append(n % stride)
         n //= stride
     assert counts == expect
-    first_pool = next(st for st in state["blocks"] if "count" in st)
+    first_pool = next(st.window for st in state.blocks if st.window is not None)
     open_events = LENGTH % strides[0]
     np.testing.assert_allclose(
-        np.asarray(first_pool["dt"]), dt[:, LENGTH - open_events :].sum(1), rtol=1e-5
+        np.asarray(first_pool.dt), dt[:, LENGTH - open_events :].sum(1), rtol=1e-5
     )
 
 

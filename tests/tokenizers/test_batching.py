@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from eventssm.events import EventFileError
+from eventssm.events import ArgumentError
 from eventssm.tokenizers import batching as B
 from eventssm.tokenizers import functional as F
 
@@ -20,7 +20,7 @@ def test_default_buckets():
     assert B.bucket_length(1024) == 1024
     assert B.bucket_length(1025) == 2048
     assert B.bucket_length(131072) == 131072
-    with pytest.raises(EventFileError, match="largest bucket 131072"):
+    with pytest.raises(ArgumentError, match="largest bucket 131072"):
         B.bucket_length(131073)
 
 
@@ -29,7 +29,7 @@ def test_default_buckets():
 def test_bucket_length_is_smallest_fitting(n, buckets):
     fitting = [b for b in buckets if b >= n]
     if not fitting:
-        with pytest.raises(EventFileError):
+        with pytest.raises(ArgumentError):
             B.bucket_length(n, buckets)
     else:
         assert B.bucket_length(n, buckets) == min(fitting)
@@ -87,11 +87,11 @@ def test_pad_batch_from_tokenized_events_and_frozen():
 
 def test_pad_batch_errors():
     tok = np.zeros(3, np.int32)
-    with pytest.raises(EventFileError, match="at least one"):
+    with pytest.raises(ArgumentError, match="at least one"):
         B.pad_batch([], [])
-    with pytest.raises(EventFileError, match="3 tokens but 2 dt"):
+    with pytest.raises(ArgumentError, match="3 tokens but 2 dt"):
         B.pad_batch([(tok, np.zeros(2, np.float32))], [0])
-    with pytest.raises(EventFileError, match="labels of shape"):
+    with pytest.raises(ArgumentError, match="labels of shape"):
         B.pad_batch([(tok, np.zeros(3, np.float32))], [0, 1])
-    with pytest.raises(EventFileError, match="slice it first"):
+    with pytest.raises(ArgumentError, match="slice it first"):
         B.pad_batch([(tok, np.zeros(3, np.float32))], [0], buckets=(2,))

@@ -22,6 +22,7 @@ from eventssm.tokenizers.dataset import (
     DatasetError,
     TokenDataset,
     TokenizerSettings,
+    TokenSamples,
     build_cache,
     class_ids,
     find_recordings,
@@ -322,13 +323,13 @@ def test_workers_give_the_same_cache(tmp_path, corpus):
 
 
 def test_buffered_writes_give_the_same_cache(tmp_path, corpus, monkeypatch):
-    import eventssm.tokenizers.dataset as dataset
+    import eventssm.tokenizers.cache.writer as writer
 
     files, _, labels = corpus
     s = TokenizerSettings(slice_events=30, overlap=7)
     build_cache(tmp_path / "big.h5", files, labels, settings=s)
-    monkeypatch.setattr(dataset, "_FLUSH", 50)  # flush after nearly every file...
-    monkeypatch.setattr(dataset, "_FLUSH_SOURCES", 2)  # ...and every second source
+    monkeypatch.setattr(writer, "_FLUSH", 50)  # flush after nearly every file...
+    monkeypatch.setattr(writer, "_FLUSH_SOURCES", 2)  # ...and every second source
     build_cache(tmp_path / "small.h5", files, labels, settings=s)
     a, b = h5_arrays(tmp_path / "big.h5"), h5_arrays(tmp_path / "small.h5")
     for k in a:
@@ -476,6 +477,7 @@ def test_from_files_equals_cache(tmp_path, corpus):
     build_cache(out, files, labels, settings=s)
     cached = TokenDataset(out)
     direct = TokenDataset.from_files(files, labels, s)
+    assert isinstance(cached, TokenSamples) and isinstance(direct, TokenSamples)
     assert len(direct) == len(cached)
     for attr in ("class_names", "sensor_size", "grid_size", "vocab_size", "settings"):
         assert getattr(direct, attr) == getattr(cached, attr), attr

@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from eventssm.events import EVENT_DTYPE, EventFileError, make_events
+from eventssm.events import EVENT_DTYPE, ArgumentError, EventFileError, make_events
 from eventssm.tokenizers import functional as F
 from eventssm.tokenizers import kernels as K
 
@@ -53,7 +53,7 @@ def test_grid_size_examples(sensor, ds, grid):
 
 @pytest.mark.parametrize("bad", [0, -2, 1.5, (0, 3), (3,), True])
 def test_bad_downsample_raises(bad):
-    with pytest.raises(EventFileError, match="downsample"):
+    with pytest.raises(ArgumentError, match="downsample"):
         F.grid_size((10, 10), bad)
 
 
@@ -140,11 +140,11 @@ def test_tokenize_rejects_bad_input():
         F.tokenize(ev, (4, 4))
     with pytest.raises(EventFileError, match=r"event 1 at \(x=9, y=1\) lies outside the 4x4"):
         F.tokenize(make_events([1, 9], [1, 1], [0, 1], [0, 1]), (4, 4))
-    with pytest.raises(EventFileError, match="time_unit"):
+    with pytest.raises(ArgumentError, match="time_unit"):
         F.tokenize(ev, (4, 4), time_unit="min")
-    with pytest.raises(EventFileError, match="outside"):
+    with pytest.raises(ArgumentError, match="outside"):
         F.detokenize(np.array([0, 32]), (4, 4))
-    with pytest.raises(EventFileError, match="fields x, y, t, p"):
+    with pytest.raises(ArgumentError, match="fields x, y, t, p"):
         F.tokenize(np.zeros(3), (4, 4))
 
 

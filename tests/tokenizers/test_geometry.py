@@ -9,7 +9,7 @@ import h5py
 import numpy as np
 import pytest
 
-from eventssm.events import EventFileError, Recording, make_events
+from eventssm.events import ArgumentError, EventFileError, Recording, make_events
 from eventssm.io import write_events
 from eventssm.tokenizers import transforms as T
 from eventssm.tokenizers.dataset import (
@@ -53,7 +53,7 @@ def test_flip_probability_draws_like_fliplr():
     flipped = [not np.array_equal(T.FlipY((9, 9), 0.5)(ev, np.random.default_rng(s)), ev) for s in range(40)]
     same = [not np.array_equal(T.FlipLR((9, 9), 0.5)(ev, np.random.default_rng(s)), ev) for s in range(40)]
     assert flipped == same and 5 < sum(flipped) < 35
-    with pytest.raises(EventFileError, match="p must be in"):
+    with pytest.raises(ArgumentError, match="p must be in"):
         T.FlipX((9, 9), 1.5)
 
 

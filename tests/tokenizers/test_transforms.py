@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from eventssm.events import EVENT_DTYPE, EventFileError, make_events
+from eventssm.events import EVENT_DTYPE, ArgumentError, EventFileError, make_events
 from eventssm.tokenizers import functional as F
 from eventssm.tokenizers import kernels as K
 from eventssm.tokenizers import transforms as T
@@ -306,8 +306,9 @@ def test_drop_event_rate():
     assert abs(len(out) / len(ev) - 0.75) < 0.02
     assert len(T.DropEvent(1.0)(ev, np.random.default_rng(3))) == 0
     np.testing.assert_array_equal(T.DropEvent(0.0)(ev, np.random.default_rng(3)), ev)
-    with pytest.raises(EventFileError):
+    with pytest.raises(ArgumentError) as err:  # an argument error, not a bad file
         T.DropEvent(1.5)
+    assert isinstance(err.value, ValueError) and not isinstance(err.value, EventFileError)
 
 
 @HYP
@@ -439,7 +440,7 @@ def test_time_skew(seed):
     t0 = ev["t"][0]
     np.testing.assert_array_equal(out["t"], t0 + np.floor(c * (ev["t"] - t0) + 0.5).astype(np.int64))
     np.testing.assert_array_equal(out[["x", "y", "p"]], ev[["x", "y", "p"]])
-    with pytest.raises(EventFileError):
+    with pytest.raises(ArgumentError):
         T.TimeSkew((-1.0, 2.0))
 
 
@@ -578,9 +579,9 @@ def test_event_cutmix_same_label_and_errors():
     a, b = stream(1), stream(2)
     _, soft = T.event_cutmix(a, 1, b, 1, np.random.default_rng(0), 3)
     np.testing.assert_array_equal(soft, [0, 1, 0])
-    with pytest.raises(EventFileError, match="label"):
+    with pytest.raises(ArgumentError, match="label"):
         T.event_cutmix(a, 3, b, 1, np.random.default_rng(0), 3)
-    with pytest.raises(EventFileError, match="mode"):
+    with pytest.raises(ArgumentError, match="mode"):
         T.event_cutmix(a, 0, b, 1, np.random.default_rng(0), 3, mode="diagonal")
 
 

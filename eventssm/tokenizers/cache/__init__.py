@@ -1,0 +1,38 @@
+"""Token caches: many recordings -> one HDF5 file of token streams, and datasets over them.
+
+- :mod:`.format`: the file layout, :data:`FORMAT_VERSION`, :func:`read_cache_info`;
+- :mod:`.writer`: :func:`write_cache` (atomic; append and overwrite rules in :func:`check_append`);
+- :mod:`.build`: :func:`build_cache`, files decoded in worker processes, written in order;
+- :mod:`.datasets`: :class:`TokenDataset` over a cache, :class:`FileTokenDataset` over
+  recordings, both a :class:`TokenSamples`.
+
+A cache is never silently reused with other tokenizer settings: :class:`TokenDataset` with
+``settings=`` and :func:`build_cache` with ``append=True`` raise
+:class:`~eventssm.tokenizers.settings.DatasetError` when the stored settings differ.
+This package never imports JAX; it logs, never prints.
+"""
+
+from eventssm.tokenizers.cache.build import BuildReport, build_cache
+from eventssm.tokenizers.cache.datasets import FileTokenDataset, TokenDataset, TokenSamples
+from eventssm.tokenizers.cache.format import (
+    COMPRESSIONS,
+    FORMAT_NAME,
+    FORMAT_VERSION,
+    CacheInfo,
+    read_cache_info,
+)
+from eventssm.tokenizers.cache.writer import write_cache
+
+__all__ = [
+    "COMPRESSIONS",
+    "FORMAT_NAME",
+    "FORMAT_VERSION",
+    "BuildReport",
+    "CacheInfo",
+    "FileTokenDataset",
+    "TokenDataset",
+    "TokenSamples",
+    "build_cache",
+    "read_cache_info",
+    "write_cache",
+]
