@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+from contextlib import contextmanager
 from pathlib import Path
 
 import click
@@ -62,6 +63,16 @@ from eventssm.events import US_PER_UNIT
               show_default=True,
               help="HDF5 filter of the tokens and dt of a new cache: gzip is the smallest, lzf about "
                    "twice as fast to write (tonic's cache filter), none the fastest and largest.")
+@click.option("--dataset", type=click.Choice(["dvsgesture", "nmnist", "pokerdvs", "ncars", "shd", "ssc"],
+                                           case_sensitive=False), default=None,
+              help="INPUTS is ONE folder a public dataset's download left (see docs/datasets/); "
+                   "labels, classes, sensor size and the published split come from its layout.")
+@click.option("--split", type=click.Choice(["train", "test", "valid"]), default="train",
+              show_default=True, help="With --dataset: the published split to write (valid: SSC only).")
+@click.option("--shard", default=None, metavar="I/N",
+              help="Write only the I-th (1..N) of N contiguous blocks of the inputs (in input "
+                   "order) with the full class list; the N caches hold the one-cache build's "
+                   "samples, for cluster array jobs.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar and no summary.")
 def preprocess(
     inputs: tuple[Path, ...],
@@ -87,6 +98,9 @@ def preprocess(
     overwrite: bool,
     append: bool,
     compression: str,
+    dataset: str | None,
+    split: str,
+    shard: str | None,
     quiet: bool,
 ) -> None:
     """Read INPUT files/folders, tokenize every recording, and write ONE HDF5 token cache.
@@ -100,7 +114,6 @@ def preprocess(
     Example: eventssm preprocess recordings/ -o gesture.h5 --labels-from folder
     --downsample 4 --slice-events 65536 --overlap 32768
     """
-    from eventssm.events import EventFileError
     from eventssm.tokenizers.dataset import (
         DatasetError,
         TokenizerSettings,
@@ -114,7 +127,19 @@ def preprocess(
 
     # ---- options that do not need the files ------------------------------------------
     n_label_opts = (labels_csv is not None) + (labels_from is not None) + no_labels
-    if n_label_opts != 1:
+    shard_in = _parse_shard(shard) if shard is not None else None
+    if dataset is not None:
+        bad = [o for o, v in (("--labels", labels_csv), ("--labels-from", labels_from),
+                              ("--no-labels", no_labels), ("--classes", classes), ("--append", append),
+                              ("--format", fmt), ("--sensor-size", sensor_size),
+                              ("--skip-bad", skip_bad)) if v]
+        if bad:
+            fail(f"--dataset sets labels, classes, format and sensor size; drop {', '.join(bad)}")
+        if len(inputs) != 1:
+            fail("--dataset takes exactly one input: the dataset's folder")
+    elif split != "train":
+        fail("--split needs --dataset")
+    elif n_label_opts != 1:
         fail("give exactly one of --labels CSV, --labels-from folder|name, --no-labels")
     if overwrite and append:
         fail("give either --overwrite or --append, not both")
@@ -158,6 +183,11 @@ def preprocess(
         if not class_list:
             fail("--classes is empty")
 
+    if dataset is not None:
+        _write_dataset(dataset, inputs[0], output, split, settings, shard_in, overwrite,
+                       compression, quiet)
+        return
+
     # ---- files and labels ------------------------------------------------------------
     try:
         if fmt is not None:
@@ -179,7 +209,16 @@ def preprocess(
             labels = None
         if labels is not None and not append:
             # check every label before any file is read (the library checks again)
-            class_ids(labels, files, class_list)
+            _, names = class_ids(labels, files, class_list)
+            class_list = list(names)  # every shard keeps the full class list
+        if shard_in is not None:
+            from eventssm.tokenizers.public_datasets import shard_slice
+
+            n_all = len(files)
+            part = shard_slice(n_all, *shard_in)
+            files, labels = files[part], (labels[part] if labels is not None else None)
+            if not files:
+                fail(f"--shard {shard}: empty (only {n_all} recordings)")
     except DatasetError as exc:
         fail(str(exc))
 
@@ -189,29 +228,22 @@ def preprocess(
 
     bar = tqdm(total=len(files), unit="file", file=sys.stderr, desc="preprocess",
                disable=quiet or not sys.stderr.isatty(), leave=False)
-    try:
-        with bar:
-            report = build_cache(
-                output,
-                files,
-                labels,
-                settings=settings,
-                class_names=class_list,
-                sensor_size=sensor,
-                format=fmt,
-                workers=n_workers,
-                skip_bad=skip_bad,
-                overwrite=overwrite,
-                append=append,
-                compression=None if compression == "none" else compression,
-                progress=bar.update,
-            )
-    except (EventFileError, DatasetError) as exc:
-        fail(str(exc))
-    except OSError as exc:
-        fail(os_error_message(exc, output))
-    except KeyboardInterrupt:
-        fail(f"interrupted; {output} was not written", code=130)
+    with _run_errors(output), bar:
+        report = build_cache(
+            output,
+            files,
+            labels,
+            settings=settings,
+            class_names=class_list,
+            sensor_size=sensor,
+            format=fmt,
+            workers=n_workers,
+            skip_bad=skip_bad,
+            overwrite=overwrite,
+            append=append,
+            compression=None if compression == "none" else compression,
+            progress=bar.update,
+        )
 
     for line in report.bad:
         click.echo(f"skipped: {line}", err=True)
@@ -234,3 +266,44 @@ def preprocess(
         f"{output}: {'appended' if append else 'wrote'} {', '.join(parts)}; now "
         f"{len(info.labels)} samples, {classes_txt}, grid {grid}, vocab {info.vocab_size}"
     )
+
+
+@contextmanager
+def _run_errors(output: Path):
+    """The run's errors as one ``error:`` line (Ctrl-C: exit 130; the output is not written)."""
+    from eventssm.events import EventFileError
+    from eventssm.tokenizers.dataset import DatasetError
+
+    try:
+        yield
+    except (EventFileError, DatasetError) as exc:
+        fail(str(exc))
+    except OSError as exc:
+        fail(os_error_message(exc, output))
+    except KeyboardInterrupt:
+        fail(f"interrupted; {output} was not written", code=130)
+
+
+def _parse_shard(text: str) -> tuple[int, int]:
+    """``"I/N"`` -> ``(I, N)`` with 1 <= I <= N, else a one-line error."""
+    try:
+        i, n = (int(v) for v in text.split("/"))
+    except ValueError:
+        fail(f"--shard {text!r}: expected I/N, e.g. 3/16")
+    if not 1 <= i <= n:
+        fail(f"--shard {text!r}: need 1 <= I <= N")
+    return i, n
+
+
+def _write_dataset(name, root, output, split, settings, shard, overwrite, compression, quiet) -> None:
+    """``preprocess --dataset``: one split (or shard) of a public dataset -> one cache."""
+    from eventssm.tokenizers.public_datasets import build_dataset_cache
+
+    with _run_errors(output):
+        samples, sources = build_dataset_cache(
+            output, name, root, split, settings, shard=shard, overwrite=overwrite,
+            compression=None if compression == "none" else compression,
+        )
+    if not quiet:
+        part = f" shard {shard[0]}/{shard[1]}" if shard else ""
+        click.echo(f"{output}: wrote {samples} samples from {sources} {name} {split}{part} items")

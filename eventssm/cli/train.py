@@ -15,13 +15,16 @@ from eventssm.cli.stop import StopRequest
 SCAN_METHODS = ("auto", "associative", "sequential", "chunked")
 #: eventssm.train.augment.RECIPES, listed here for the same reason
 AUGMENT_RECIPES = ("none", "basic", "geometric")
+#: eventssm.train.config.SAMPLING
+SAMPLING = ("uniform", "balanced")
 # jax.random.key takes the seed as a 32-bit integer
 _SEED = click.IntRange(0, 2**31 - 1)
 _POSITIVE = click.IntRange(min=1)
 
 
 _TRAIN_OPTIONS = ("preset", "layer", "d_model", "d_state", "stages", "layers_per_stage", "scan_method", "dtype",
-                  "steps", "batch_size", "crop_events", "lr", "ssm_lr", "val_fraction", "augment", "cutmix", "seed",
+                  "steps", "batch_size", "crop_events", "lr", "ssm_lr", "val_fraction", "augment", "cutmix",
+                  "label_smoothing", "weight_decay", "dropout", "sampling", "seed",
                   "log_every", "eval_every", "patience", "accumulate", "checkpoint_every", "keep")
 
 
@@ -56,11 +59,19 @@ _TRAIN_OPTIONS = ("preset", "layer", "d_model", "d_state", "stages", "layers_per
               help="Validate every N steps (0: only at the end); each validation saves a checkpoint.")
 @click.option("--patience", type=click.IntRange(min=0), default=0, show_default=True,
               help="Stop after P validations without improvement (0: never).")
-@click.option("--augment", type=click.Choice(AUGMENT_RECIPES), default="none", show_default=True,
+@click.option("--augment", type=click.Choice(AUGMENT_RECIPES), default="geometric", show_default=True,
               help="Event augmentation of the training crops: basic = drop 10 %, time skew and jitter, "
                    "1 px spatial jitter; geometric adds shift, rotation and zoom (docs/cli.md).")
-@click.option("--cutmix", type=FiniteFloatRange(0, 1), default=0.0, show_default=True,
+@click.option("--cutmix", type=FiniteFloatRange(0, 1), default=0.5, show_default=True,
               help="Probability of mixing a training sample with another one by event CutMix (soft labels).")
+@click.option("--label-smoothing", type=FiniteFloatRange(0, 1, max_open=True), default=0.1, show_default=True,
+              help="Cross-entropy label smoothing (0 <= e < 1).")
+@click.option("--weight-decay", type=FiniteFloatRange(min=0), default=0.02, show_default=True,
+              help="AdamW weight decay of the regular parameter group.")
+@click.option("--dropout", type=FiniteFloatRange(0, 1, max_open=True), default=None,
+              help="Override the preset's dropout rate.")
+@click.option("--sampling", type=click.Choice(SAMPLING), default="balanced", show_default=True,
+              help="uniform: every training sample once per epoch; balanced: every class drawn equally often.")
 @click.option("--seed", type=_SEED, default=0, show_default=True)
 @click.option("--log-every", type=_POSITIVE, default=25, show_default=True)
 @click.option("--checkpoint-every", type=click.IntRange(min=0), default=0, show_default=True,
@@ -73,8 +84,8 @@ def train(ctx: click.Context, cache: Path, out: Path, resume: bool, overwrite: b
           d_model: int | None, d_state: int | None, stages: int | None, layers_per_stage: int | None,
           scan_method: str | None, dtype: str | None, steps: int, batch_size: int, accumulate: int,
           crop_events: int, lr: float, ssm_lr: float, val_fraction: float, eval_every: int, patience: int,
-          augment: str, cutmix: float,
-          seed: int, log_every: int, checkpoint_every: int, keep: int, devices: int | None) -> None:
+          augment: str, cutmix: float, label_smoothing: float, weight_decay: float, dropout: float | None,
+          sampling: str, seed: int, log_every: int, checkpoint_every: int, keep: int, devices: int | None) -> None:
     """Train a classifier on CACHE (made by `eventssm preprocess`) into the run folder OUT.
 
     OUT receives checkpoints (the last --keep and the best by validation), metrics.jsonl and
@@ -95,10 +106,12 @@ def train(ctx: click.Context, cache: Path, out: Path, resume: bool, overwrite: b
         run_training(cache, out, resume=resume, overwrite=overwrite, clear=clear_run_folder, stop=stop,
                      given=given, devices=devices, model_args=dict(
                          preset=preset, layer=layer, d_model=d_model, d_state=d_state, n_stages=stages,
-                         layers_per_stage=layers_per_stage, scan_method=scan_method, dtype=dtype),
+                         layers_per_stage=layers_per_stage, scan_method=scan_method, dtype=dtype,
+                         dropout=dropout),
                      train_args=dict(steps=steps, batch_size=batch_size, accumulate=accumulate,
                                      crop_events=crop_events, lr=lr, ssm_lr=ssm_lr, val_fraction=val_fraction,
                                      eval_every=eval_every, patience=patience, augment=augment, cutmix=cutmix,
+                                     label_smoothing=label_smoothing, weight_decay=weight_decay, sampling=sampling,
                                      seed=seed, log_every=log_every, checkpoint_every=checkpoint_every, keep=keep,
                                      warmup_steps=min(100, steps // 10)))
 

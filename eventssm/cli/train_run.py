@@ -177,7 +177,26 @@ def run_training(cache: Path, out: Path, *, resume: bool, overwrite: bool, clear
         progress.close()
         fail(f"{out}: checkpoint not saved: {os_error_message(exc)}")
     progress.close()
+    if len(va):
+        _calibrate(model, ds, va, tcfg, out)
     _report(history, out, spec, plot_run)
+
+
+def _calibrate(model, ds, va, tcfg, out: Path) -> None:
+    """Temperature scaling of the model ``fit`` ended with (the best by validation), fitted on
+    the validation split and written to ``out/calibration.json`` (read by ``classify``)."""
+    from eventssm.train.calibrate import calibration_report, collect_logits, write_calibration
+
+    logits, labels, _ = collect_logits(model, ds, indices=va, batch_size=tcfg.batch_size, buckets=tcfg.buckets)
+    calibration = calibration_report(logits, labels)
+    try:
+        write_calibration(out, calibration)
+    except OSError as exc:
+        fail(f"{out}: calibration not saved: {os_error_message(exc)}")
+    click.echo(f"temperature {calibration['temperature']:.3f} fitted on the validation split: "
+               f"ECE ({calibration['ece_bins']} bins) {calibration['ece_before']:.3f} -> "
+               f"{calibration['ece_after']:.3f}, NLL {calibration['nll_before']:.3f} -> "
+               f"{calibration['nll_after']:.3f}")
 
 
 def _report(history: dict, out: Path, spec, plot_run) -> None:

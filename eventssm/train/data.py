@@ -26,6 +26,7 @@ def batches(
     drop_last: bool = False,
     epochs: int | None = 1,
     augment=None,
+    balance: bool = False,
 ) -> Iterator[Batch]:
     """Yield padded :class:`Batch` es from ``dataset[i] -> (tokens, dt, label)`` (``Batch.index``
     holds the rows' dataset indices).
@@ -45,6 +46,10 @@ def batches(
         epochs: passes over the data; ``None`` repeats forever.
         augment: a :class:`~eventssm.train.augment.TokenAugment` applied to each batch after
             the crops (event transforms, CutMix with soft labels), or None.
+        balance: class-balanced sampling (needs ``shuffle`` and the dataset's ``labels``):
+            each epoch draws ``len(indices)`` samples with replacement, sample ``i`` with
+            probability ∝ ``1 / n_{label_i}`` (see :func:`balanced_weights`), so every class is
+            drawn equally often whatever its share of the data.
     """
     idx = np.arange(len(dataset)) if indices is None else np.asarray(indices, dtype=np.int64)
     if len(idx) == 0:
@@ -56,9 +61,20 @@ def batches(
         lengths = getattr(dataset, "lengths", None)
         if lengths is not None:
             idx = idx[np.argsort(np.asarray(lengths)[idx], kind="stable")]
+    weights = None
+    if balance:
+        if not shuffle:
+            raise ValueError("balance needs shuffle=True")
+        labels = getattr(dataset, "labels", None)
+        labels = (np.asarray(labels)[idx] if labels is not None
+                  else np.asarray([dataset[int(i)][2] for i in idx]))
+        weights = balanced_weights(labels)
     epoch = 0
     while epochs is None or epoch < epochs:
-        order = rng.permutation(idx) if shuffle else idx
+        if weights is not None:
+            order = rng.choice(idx, size=len(idx), replace=True, p=weights)
+        else:
+            order = rng.permutation(idx) if shuffle else idx
         for start in range(0, len(order), batch_size):
             chunk = order[start : start + batch_size]
             if drop_last and len(chunk) < batch_size:
@@ -84,6 +100,12 @@ def make_batch(dataset, chunk, rng: np.random.Generator | None, *, crop_events: 
         seqs, labels = augment.batch(seqs, labels, rng)
     batch = pad_batch(seqs, np.asarray(labels), buckets=buckets)
     return dataclasses.replace(batch, index=np.asarray(chunk, dtype=np.int64))
+def balanced_weights(labels: np.ndarray) -> np.ndarray:
+    """Sampling probabilities ``w_i = 1 / (C · n_{y_i})`` for labels (K,): each of the ``C``
+    classes present gets total probability ``1 / C`` (sums to 1)."""
+    labels = np.asarray(labels)
+    classes, inverse, counts = np.unique(labels, return_inverse=True, return_counts=True)
+    return 1.0 / (len(classes) * counts[inverse].astype(np.float64))
 
 
 def split_by_source(

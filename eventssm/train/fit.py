@@ -114,7 +114,12 @@ def fit(
         raise ValueError(f"batch size {cfg.batch_size} is not divisible by the {n_dev} devices")
     k_micro = cfg.accumulate
     augment = _augmentation(dataset, cfg, model.config.n_classes)
-    order = TrainOrder(train_idx, cfg.batch_size * k_micro, cfg.seed)
+    labels = None
+    if cfg.sampling == "balanced":
+        all_labels = getattr(dataset, "labels", None)
+        labels = (np.asarray(all_labels)[train_idx] if all_labels is not None
+                  else np.asarray([dataset[int(i)][2] for i in train_idx]))
+    order = TrainOrder(train_idx, cfg.batch_size * k_micro, cfg.seed, labels=labels)
     optimizer = nnx.Optimizer(model, make_optimizer(cfg, model), wrt=nnx.Param)
     root = jax.random.key(cfg.seed)
     lr_fns = {"lr": schedule(cfg.lr, cfg), "ssm_lr": schedule(cfg.ssm_lr, cfg)}

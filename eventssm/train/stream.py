@@ -3,6 +3,8 @@
 :class:`TrainOrder` makes the batch sequence a pure function of ``(seed, epoch, position)``:
 
     permutation_e = Generator(PCG64([seed, 1, e])).permutation(train_indices)
+                    (with class-balanced sampling: K draws with replacement from the K training
+                    indices, index i with probability w_i of :func:`~eventssm.train.data.balanced_weights`)
     batch (e, j)  = rows permutation_e[j·B : (j+1)·B] (wrapping to the epoch's start for the
                     last, short batch, so every batch has exactly B rows), cropped and augmented
                     with Generator(PCG64([seed, 2, e, j]))
@@ -24,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from eventssm.tokenizers.batching import Batch
-from eventssm.train.data import make_batch
+from eventssm.train.data import balanced_weights, make_batch
 
 
 class TrainOrder:
@@ -34,12 +36,17 @@ class TrainOrder:
         indices: the training samples.
         batch_size: rows per batch (the global batch: per step, all devices and micro-batches).
         seed: the run's seed.
+        labels: the training samples' labels (K,) for class-balanced sampling, or None for a
+            permutation of the samples each epoch.
     """
 
-    def __init__(self, indices: Sequence[int], batch_size: int, seed: int):
+    def __init__(self, indices: Sequence[int], batch_size: int, seed: int, labels: Sequence[int] | None = None):
         self.indices = np.asarray(indices, dtype=np.int64)
         if len(self.indices) == 0:
             raise ValueError("no training samples")
+        self.weights = None if labels is None else balanced_weights(np.asarray(labels))
+        if self.weights is not None and len(self.weights) != len(self.indices):
+            raise ValueError("labels must give one label per training sample")
         self.batch_size = int(batch_size)
         self.seed = int(seed)
         self.per_epoch = -(-len(self.indices) // self.batch_size)
@@ -49,7 +56,11 @@ class TrainOrder:
     def permutation(self, epoch: int) -> np.ndarray:
         cached_epoch, perm = self._cache
         if epoch != cached_epoch:
-            perm = np.random.default_rng([self.seed, 1, epoch]).permutation(self.indices)
+            rng = np.random.default_rng([self.seed, 1, epoch])
+            if self.weights is None:
+                perm = rng.permutation(self.indices)
+            else:
+                perm = rng.choice(self.indices, size=len(self.indices), replace=True, p=self.weights)
             self._cache = (epoch, perm)
         return perm
 
@@ -75,8 +86,10 @@ class TrainOrder:
     def load_state(self, state: dict[str, Any]) -> None:
         """Continue from :meth:`state` (its permutation must be one of these training samples)."""
         perm = np.asarray(state["permutation"], dtype=np.int64)
-        if sorted(perm.tolist()) != sorted(self.indices.tolist()):
-            raise ValueError("the stored epoch permutation does not match the training samples")
+        same = (sorted(perm.tolist()) == sorted(self.indices.tolist()) if self.weights is None
+                else len(perm) == len(self.indices) and bool(np.isin(perm, self.indices).all()))
+        if not same:
+            raise ValueError("the stored epoch order does not match the training samples")
         self.epoch, self.position = int(state["epoch"]), int(state["position"])
         self._cache = (self.epoch, perm)
 

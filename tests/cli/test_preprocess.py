@@ -409,7 +409,7 @@ def test_error_missing_input(tmp_path):
 def test_tonic_dvsgesture_layout_labels_from_file_names(tmp_path):
     """The folder tonic's DVSGesture download leaves (ibmGestureTrain/userNN_<lighting>/<class>.npy,
     float (N, 4) arrays [x, y, p, t_ms]) preprocesses with --labels-from name and the regex of
-    docs/dvs_gesture.md: 11 classes ordered numerically, DVS128 geometry, times in µs."""
+    docs/datasets/dvs_gesture.md: 11 classes ordered numerically, DVS128 geometry, times in µs."""
     root = tmp_path / "DVSGesture" / "ibmGestureTrain"
     rng = np.random.default_rng(0)
     written = {}

@@ -40,8 +40,11 @@ def test_train_reports_and_saves(workspace):
     assert "step     2" in output and "validation accuracy" in output
     assert "train 4 / val 2" in output and "compiled in" in output
     run = root / "run"
-    for name in ("run.json", "metrics.jsonl", "curves.png", "confusion.png"):
+    for name in ("run.json", "metrics.jsonl", "curves.png", "confusion.png", "calibration.json"):
         assert (run / name).is_file()
+    cal = json.loads((run / "calibration.json").read_text())
+    assert cal["n"] == 2 and cal["temperature"] >= 1.0 and cal["nll_after"] <= cal["nll_before"]
+    assert f"ECE (15 bins) {cal['ece_before']:.3f} -> {cal['ece_after']:.3f}" in output
     assert sorted(int(p.name) for p in (run / "checkpoints").iterdir()) == [2]
     spec = json.loads((run / "run.json").read_text())
     assert spec["class_names"] == ["left", "right"]
@@ -262,7 +265,8 @@ def test_train_leaves_nothing_to_train_on(tmp_path):
     ["--val-fraction", "1"], ["--val-fraction", "-0.1"], ["--seed", "-1"], ["--seed", str(2**31)],
     ["--d-model", "0"], ["--d-state", "0"], ["--stages", "0"], ["--layers-per-stage", "0"],
     ["--scan-method", "fast"], ["--layer", "s6"], ["--augment", "flip"], ["--cutmix", "1.5"],
-    ["--cutmix", "-0.1"], ["--cutmix", "nan"],
+    ["--cutmix", "-0.1"], ["--cutmix", "nan"], ["--label-smoothing", "1"], ["--label-smoothing", "-0.1"],
+    ["--weight-decay", "-1"], ["--weight-decay", "inf"], ["--dropout", "1"], ["--sampling", "oversample"],
 ])
 def test_train_option_values(tmp_path, args):
     r = CliRunner().invoke(main, ["train", str(tmp_path / "c.h5"), "-o", str(tmp_path / "run"), *args])

@@ -65,6 +65,7 @@ class StopAfter:
 
 run = sys.argv[1]
 tcfg = TrainConfig(steps=3, batch_size=2, crop_events=64, buckets=(64,), warmup_steps=0, checkpoint_every=1,
+                   augment="none", cutmix=0.0, sampling="uniform",
                    log_every=1)
 model = EventClassifier(cfg, rngs=nnx.Rngs(0))
 try:

@@ -40,7 +40,8 @@ def _model():
     return EventClassifier(cfg, rngs=nnx.Rngs(0))
 
 
-CFG = TrainConfig(steps=8, batch_size=2, crop_events=40, buckets=(64,), warmup_steps=0, log_every=1, keep=1)
+CFG = TrainConfig(steps=8, batch_size=2, crop_events=40, buckets=(64,), warmup_steps=0, log_every=1, keep=1,
+                  augment="none", cutmix=0.0, sampling="uniform")  # plain dataset: nothing to augment
 
 
 class Notes(Callbacks):

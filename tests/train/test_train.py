@@ -133,7 +133,9 @@ def test_fit_learns_a_separable_toy_task():
     ds = ToyDataset(32, np.random.default_rng(0))
     model = _model("s5", dropout=0.0, n_stages=1, **SMALL)
     before = evaluate(model, ds, batch_size=16, buckets=(128,))
-    cfg = TrainConfig(steps=40, batch_size=16, crop_events=64, lr=1e-2, warmup_steps=4, buckets=(64, 128))
+    # the recipe before the generalization defaults (a plain dataset cannot be augmented)
+    cfg = TrainConfig(steps=40, batch_size=16, crop_events=64, lr=1e-2, warmup_steps=4, buckets=(64, 128),
+                      augment="none", cutmix=0.0, label_smoothing=0.0, sampling="uniform")
     hist = fit(model, ds, cfg.replace(log_every=10))
     after = evaluate(model, ds, batch_size=16, buckets=(128,))
     assert hist["train"][-1]["loss"] < hist["train"][0]["loss"]

@@ -1,0 +1,244 @@
+"""Does a model trained with the CLI defaults recognise a take it has never seen?
+
+Leave-one-take-out on the real DVS128 recordings of ``../shared/data/activities/`` (three
+activities, two takes each, SOURCES.md there): every take is cut into 1-s windows written as
+files (as a user who cut their recordings into 1-s clips would have them); for each fold the
+five other takes' windows go through ``eventssm preprocess --labels-from folder`` and
+``eventssm train`` (the commands themselves, in-process, with the given extra options; the
+validation split of ``train`` therefore comes from the training takes only), and the held-out
+take's windows through ``preprocess`` and the model's whole-sample logits (the computation of
+``eventssm evaluate``). Reported per fold and on average:
+
+* window accuracy (each 1-s window on its own) and take accuracy (the argmax of the mean of the
+  take's window log-probabilities, as ``evaluate`` combines the slices of a recording);
+* ECE (15 equal-width bins) and NLL of the test windows before and after dividing the logits by
+  the temperature ``train`` fitted on its validation split (RUN/calibration.json);
+* with ``--layers s7,s5``: the same folds with S5 layers whose state size is chosen so that the
+  parameter count matches the S7 model's as closely as the state size allows.
+
+    python benchmarks/bench_learning.py                       # CLI defaults, S7
+    python benchmarks/bench_learning.py --layers s7,s5 --json out.json
+    python benchmarks/bench_learning.py --train-args "--steps 150 --augment none"
+
+Time is wall-clock for everything (cutting, preprocessing, compiling, training, testing).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_DATA = ROOT.parent / "shared" / "data" / "activities"
+
+
+def cut_takes(data: Path, out: Path, window_us: int = 1_000_000) -> dict[str, tuple[str, int]]:
+    """Write every take of ``data/<class>/*`` as 1-s window files ``out/<take>/<class>/<take>_<k>.npz``.
+
+    Only whole windows are kept (a take's last, shorter window is dropped). Returns
+    ``{take: (class, n_windows)}``.
+    """
+    from eventssm.events import Recording
+    from eventssm.io import read_events, write_events
+
+    takes = {}
+    for path in sorted(p for p in data.glob("*/*") if p.suffix.lower() in (".aedat", ".aedat2", ".dat")):
+        cls, take = path.parent.name, path.stem
+        rec = read_events(path)
+        t = rec.events["t"].astype(np.int64)
+        n_win = int((t[-1] - t[0]) // window_us)
+        edges = np.searchsorted(t, t[0] + window_us * np.arange(n_win + 1))
+        folder = out / take / cls
+        folder.mkdir(parents=True)
+        kept = 0
+        for k in range(n_win):
+            ev = rec.events[edges[k] : edges[k + 1]]
+            if len(ev):
+                write_events(folder / f"{take}_{k:03d}.npz", Recording(ev, rec.sensor_size, {}), compression=None)
+                kept += 1
+        takes[take] = (cls, kept)
+    if len(takes) < 2:
+        raise SystemExit(f"{data}: need at least two takes (<class>/<file>.aedat)")
+    return takes
+
+
+def cli(*args: str) -> str:
+    """Run ``eventssm ARGS`` in this process; its output, or exit with it on failure."""
+    from click.testing import CliRunner
+
+    from eventssm.cli import main
+
+    res = CliRunner().invoke(main, list(args), catch_exceptions=False)
+    if res.exit_code != 0:
+        raise SystemExit(f"eventssm {shlex.join(args)} failed ({res.exit_code}):\n{res.output}")
+    return res.output
+
+
+def param_count(preset: str, layer: str, vocab: int, n_classes: int, **over) -> int:
+    import jax
+    from flax import nnx
+
+    from eventssm.models.classifier import EventClassifier
+    from eventssm.models.presets import get_preset
+
+    model = EventClassifier(get_preset(preset, layer, vocab_size=vocab, n_classes=n_classes, **over),
+                            rngs=nnx.Rngs(0))
+    return sum(int(np.prod(p.shape)) for p in jax.tree_util.tree_leaves(nnx.state(model, nnx.Param)))
+
+
+def matched_s5_args(train_args: list[str], cache: Path) -> list[str]:
+    """``--layer s5 --d-state N`` with N (a multiple of the preset's blocks) whose S5 parameter
+    count is closest to the S7 model's that ``train_args`` builds."""
+    from eventssm.models.presets import PRESETS
+    from eventssm.tokenizers.dataset import TokenDataset
+
+    ds = TokenDataset(cache)
+    vocab, n_classes = ds.vocab_size, len(ds.class_names)
+    opt = {a: train_args[i + 1] for i, a in enumerate(train_args[:-1]) if a.startswith("--")}
+    from eventssm.cli.train import train as train_cmd
+
+    default_preset = next(p.default for p in train_cmd.params if p.name == "preset")
+    preset = opt.get("--preset", default_preset)
+    over = {}
+    for flag, field in (("--d-model", "d_model"), ("--d-state", "d_state"), ("--stages", "n_stages"),
+                        ("--layers-per-stage", "layers_per_stage")):
+        if flag in opt:
+            over[field] = int(opt[flag])
+    target = param_count(preset, "s7", vocab, n_classes, **over)
+    blocks = int(PRESETS[preset].get("blocks", 1))
+    d7 = over.get("d_state", int(PRESETS[preset]["d_state"]))
+    best = None
+    for d in range(blocks, 8 * d7 + 1, blocks):
+        n = param_count(preset, "s5", vocab, n_classes, **{**over, "d_state": d})
+        if best is None or abs(n - target) < abs(best[1] - target):
+            best = (d, n)
+        if n > target:
+            break
+    rest = [a for i, a in enumerate(train_args)
+            if a not in ("--layer", "--d-state") and (i == 0 or train_args[i - 1] not in ("--layer", "--d-state"))]
+    print(f"  S7 {target:,} parameters; S5 with --d-state {best[0]}: {best[1]:,}", flush=True)
+    return [*rest, "--layer", "s5", "--d-state", str(best[0])]
+
+
+def run_fold(work: Path, takes: dict, test: str, train_args: list[str], tag: str,
+             prep_args: list[str]) -> dict:
+    from eventssm.tokenizers.dataset import TokenDataset
+    from eventssm.train.calibrate import collect_logits, ece, log_softmax, nll
+    from eventssm.train.checkpoint import load_run
+
+    fold = work / f"{tag}_{test}"
+    fold.mkdir()
+    train_in = [str(work / "windows" / t) for t in takes if t != test]
+    cli("preprocess", *train_in, "-o", str(fold / "train.h5"), "--labels-from", "folder", "--workers", "1",
+        "--quiet", *prep_args)
+    cli("preprocess", str(work / "windows" / test), "-o", str(fold / "test.h5"), "--labels-from", "folder",
+        "--workers", "1", "--quiet", *prep_args)
+    t0 = time.perf_counter()
+    log = cli("train", str(fold / "train.h5"), "-o", str(fold / "run"), *train_args)
+    train_s = time.perf_counter() - t0
+    model = load_run(fold / "run").model
+    cal_path = fold / "run" / "calibration.json"
+    temperature = json.loads(cal_path.read_text())["temperature"] if cal_path.is_file() else 1.0
+    train_ds = TokenDataset(fold / "train.h5")
+    test_ds = TokenDataset(fold / "test.h5")
+    # class ids follow the sorted class names; the test cache (one class) maps it by name
+    names = list(train_ds.class_names)
+    true = names.index(test_ds.class_names[0])
+    logits, _, _ = collect_logits(model, test_ds)
+    labels = np.full(len(logits), true)
+    lp = log_softmax(logits)
+    pred = lp.argmax(1)
+    take_pred = int(np.argmax(lp.mean(0)))
+    val_line = next((ln for ln in log.splitlines() if ln.startswith("best validation accuracy ")), "")
+    return {
+        "test_take": test, "class": takes[test][0], "windows": len(labels),
+        "window_accuracy": float(np.mean(pred == true)),
+        "take_correct": take_pred == true, "take_pred": names[take_pred],
+        "mean_confidence": float(np.exp(lp.max(1)).mean()),
+        "ece_before": ece(np.exp(lp), labels), "ece_after": ece(np.exp(log_softmax(logits / temperature)), labels),
+        "nll_before": nll(logits, labels), "nll_after": nll(logits, labels, temperature),
+        "temperature": temperature, "train_seconds": train_s, "val": val_line,
+    }
+
+
+def summarize(tag: str, folds: list[dict]) -> dict:
+    w = np.array([f["windows"] for f in folds])
+    acc = np.array([f["window_accuracy"] for f in folds])
+    out = {
+        "mean_window_accuracy": float(acc.mean()),
+        "pooled_window_accuracy": float((acc * w).sum() / w.sum()),
+        "take_accuracy": float(np.mean([f["take_correct"] for f in folds])),
+        "ece_before": float(np.mean([f["ece_before"] for f in folds])),
+        "ece_after": float(np.mean([f["ece_after"] for f in folds])),
+        "nll_before": float(np.mean([f["nll_before"] for f in folds])),
+        "nll_after": float(np.mean([f["nll_after"] for f in folds])),
+    }
+    print(f"== {tag}: mean window accuracy {out['mean_window_accuracy']:.3f} (pooled "
+          f"{out['pooled_window_accuracy']:.3f}), take accuracy {out['take_accuracy']:.3f}, "
+          f"ECE {out['ece_before']:.3f} -> {out['ece_after']:.3f}, NLL {out['nll_before']:.3f} -> "
+          f"{out['nll_after']:.3f}", flush=True)
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--data", type=Path, default=DEFAULT_DATA, help="folder of <class>/<take>.aedat")
+    ap.add_argument("--train-args", default="", help="extra `eventssm train` options (default: none)")
+    ap.add_argument("--preprocess-args", default="", help="extra `eventssm preprocess` options (default: none)")
+    ap.add_argument("--layers", default="s7", help="s7, s5 or s7,s5 (S5 at the S7 parameter count)")
+    ap.add_argument("--folds", default="", help="comma-separated test takes (default: every take)")
+    ap.add_argument("--json", type=Path, default=None, help="write every figure to this JSON file")
+    a = ap.parse_args()
+    if not a.data.is_dir():
+        sys.exit(f"{a.data}: no such folder (the shared activities recordings)")
+    t_all = time.perf_counter()
+    base_args = shlex.split(a.train_args)
+    prep_args = shlex.split(a.preprocess_args)
+    result = {"command": " ".join(map(shlex.quote, sys.argv)), "train_args": base_args,
+              "preprocess_args": prep_args, "layers": {}}
+    with tempfile.TemporaryDirectory(prefix="bench_learning_") as tmp:
+        work = Path(tmp)
+        takes = cut_takes(a.data, work / "windows")
+        print("takes: " + ", ".join(f"{t} ({c}, {n} windows)" for t, (c, n) in takes.items()), flush=True)
+        wanted = [f for f in a.folds.split(",") if f]
+        unknown = sorted(set(wanted) - set(takes))
+        if unknown:
+            sys.exit(f"--folds: no take named {', '.join(unknown)} (takes: {', '.join(takes)})")
+        tests = [t for t in takes if not wanted or t in wanted]
+        for layer in a.layers.split(","):
+            t_layer = time.perf_counter()
+            args = list(base_args)
+            if layer == "s5":
+                cli("preprocess", *[str(work / "windows" / t) for t in takes], "-o", str(work / "all.h5"),
+                    "--labels-from", "folder", "--workers", "1", "--quiet", "--overwrite", *prep_args)
+                args = matched_s5_args(args, work / "all.h5")
+            elif layer != "s7":
+                sys.exit(f"--layers: unknown layer {layer!r}")
+            folds = []
+            for test in tests:
+                f = run_fold(work, takes, test, args, layer, prep_args)
+                folds.append(f)
+                take = "ok" if f["take_correct"] else f"WRONG ({f['take_pred']})"
+                print(f"  {layer} test {test:32s} {f['class']:9s} windows {f['windows']:3d}  acc "
+                      f"{f['window_accuracy']:.3f}  take {take}"
+                      f"  conf {f['mean_confidence']:.2f}  ECE {f['ece_before']:.3f}->{f['ece_after']:.3f}"
+                      f" (T={f['temperature']:.2f})  train {f['train_seconds']:.0f} s  [{f['val']}]", flush=True)
+            summary = summarize(layer, folds)
+            summary["seconds"] = time.perf_counter() - t_layer
+            print(f"   {layer}: {len(folds)} folds in {summary['seconds']:.0f} s", flush=True)
+            result["layers"][layer] = {"args": args, "folds": folds, "summary": summary}
+    result["seconds"] = time.perf_counter() - t_all
+    print(f"total {result['seconds']:.0f} s", flush=True)
+    if a.json is not None:
+        a.json.write_text(json.dumps(result, indent=2, default=str) + "\n")
+
+
+if __name__ == "__main__":
+    main()
