@@ -130,8 +130,8 @@ def matched_s5_args(train_args: list[str], cache: Path) -> list[str]:
 def run_fold(work: Path, takes: dict, test: str, train_args: list[str], tag: str,
              prep_args: list[str]) -> dict:
     from eventssm.tokenizers.dataset import TokenDataset
-    from eventssm.train import load_checkpoint
     from eventssm.train.calibrate import collect_logits, ece, log_softmax, nll
+    from eventssm.train.checkpoint import load_run
 
     fold = work / f"{tag}_{test}"
     fold.mkdir()
@@ -143,7 +143,7 @@ def run_fold(work: Path, takes: dict, test: str, train_args: list[str], tag: str
     t0 = time.perf_counter()
     log = cli("train", str(fold / "train.h5"), "-o", str(fold / "run"), *train_args)
     train_s = time.perf_counter() - t0
-    model, _ = load_checkpoint(fold / "run")
+    model = load_run(fold / "run").model
     cal_path = fold / "run" / "calibration.json"
     temperature = json.loads(cal_path.read_text())["temperature"] if cal_path.is_file() else 1.0
     train_ds = TokenDataset(fold / "train.h5")
@@ -156,7 +156,7 @@ def run_fold(work: Path, takes: dict, test: str, train_args: list[str], tag: str
     lp = log_softmax(logits)
     pred = lp.argmax(1)
     take_pred = int(np.argmax(lp.mean(0)))
-    val_line = next((ln for ln in log.splitlines() if ln.startswith("validation accuracy ")), "")
+    val_line = next((ln for ln in log.splitlines() if ln.startswith("best validation accuracy ")), "")
     return {
         "test_take": test, "class": takes[test][0], "windows": len(labels),
         "window_accuracy": float(np.mean(pred == true)),

@@ -3,8 +3,9 @@
 Per file (``Predictor.predict_file``):
 
 1. *Cheap checks, no JAX* (:func:`check_inputs`, :func:`read_run_info`): every input exists, is
-   readable and has a detectable format; the run folder holds ``model.json``, ``params.npz``
-   and ``tokenizer.json``; ``calibration.json`` (when present) holds a finite ``temperature``
+   readable and has a detectable format; the run folder holds ``checkpoints/`` and its run
+   description ``run.json`` (the RunSpec of ``train``, read as plain JSON);
+   ``calibration.json`` (when present) holds a finite ``temperature``
    T > 0. Importing this module imports neither JAX nor the model.
 2. *Geometry* (:func:`file_settings`): the recording is tokenized with the checkpoint's
    tokenizer settings (the training cache's), including its slicing (``slice_events``,
@@ -104,19 +105,21 @@ def read_run_info(run: str | os.PathLike) -> RunInfo:
     run = Path(run)
     if not run.is_dir():
         raise PredictError(f"{run}: no such run folder" if not run.exists() else f"{run}: not a folder")
-    for name in ("model.json", "params.npz"):
-        if not (run / name).is_file():
-            raise PredictError(f"{run}: not a checkpoint (missing {name})")
-    tok_path = run / "tokenizer.json"
-    if not tok_path.is_file():
-        raise PredictError(f"{run}: checkpoint has no tokenizer.json (was it written by `eventssm train`?)")
+    if not (run / "checkpoints").is_dir():
+        if (run / "model.json").is_file():
+            raise PredictError(f"{run}: a checkpoint of an older eventssm (model.json + params.npz); "
+                               "train it again with this version")
+        raise PredictError(f"{run}: not a run folder of `eventssm train` (no checkpoints/ inside)")
+    spec_path = run / "run.json"
+    if not spec_path.is_file():
+        raise PredictError(f"{run}: no run.json (was it written by `eventssm train`?)")
     try:
-        tok = json.loads(tok_path.read_text())
-        settings = TokenizerSettings.from_dict(tok["settings"])
-        info = RunInfo(run, settings, tuple(tok["class_names"]), tuple(int(v) for v in tok["sensor_size"]),
-                       int(tok["vocab_size"]))
+        spec = json.loads(spec_path.read_text())
+        settings = TokenizerSettings.from_dict(spec["tokenizer"])
+        info = RunInfo(run, settings, tuple(spec["class_names"]), tuple(int(v) for v in spec["sensor_size"]),
+                       int(spec["vocab_size"]))
     except (OSError, ValueError, TypeError, KeyError) as exc:
-        raise PredictError(f"{tok_path}: {type(exc).__name__ if isinstance(exc, KeyError) else ''}{exc}") from None
+        raise PredictError(f"{spec_path}: {type(exc).__name__ if isinstance(exc, KeyError) else ''}{exc}") from None
     cal = run / "calibration.json"
     if cal.is_file():
         try:
@@ -238,13 +241,15 @@ def check_cache(info: RunInfo, dataset, cache: str | os.PathLike) -> None:
 # the model (JAX from here on, imported inside the functions)
 
 
-def load_model(run: str | os.PathLike):
-    """The model of a run folder, in eval mode. The one place that reads a checkpoint."""
-    from eventssm.train.checkpoint import load_checkpoint
+def load_model(run: str | os.PathLike, which: str = "best"):
+    """The model of a run folder (its best checkpoint by validation, or ``which="last"``), in
+    eval mode, through :func:`eventssm.train.load_run`."""
+    from eventssm.train import CheckpointError, load_run
 
-    model, _ = load_checkpoint(run)
-    model.eval()
-    return model
+    try:
+        return load_run(run, which).model
+    except CheckpointError as exc:
+        raise PredictError(str(exc)) from None
 
 
 def chunk_width(every: int, n_events: int) -> int:
@@ -341,8 +346,9 @@ class Predictor:
 
     def __init__(self, run: str | os.PathLike, *, flip_x: bool = False, flip_y: bool = False,
                  stretch: bool = False, sensor_size: SensorSize | None = None, format: str | None = None,
-                 batch_size: int = 16):
+                 batch_size: int = 16, which: str = "best"):
         self.info = read_run_info(run)
+        self.which = which
         self.flip_x, self.flip_y, self.stretch = bool(flip_x), bool(flip_y), bool(stretch)
         self.sensor_size = None if sensor_size is None else tuple(int(v) for v in sensor_size)
         self.format = format
@@ -358,10 +364,10 @@ class Predictor:
     @property
     def model(self):
         if self._model is None:
-            self._model = load_model(self.info.path)
+            self._model = load_model(self.info.path, self.which)
             if self._model.config.vocab_size != self.info.vocab_size:
-                raise PredictError(f"{self.info.path}: model.json vocabulary {self._model.config.vocab_size} "
-                                   f"differs from tokenizer.json's {self.info.vocab_size}")
+                raise PredictError(f"{self.info.path}: the checkpoint's vocabulary {self._model.config.vocab_size} "
+                                   f"differs from run.json's {self.info.vocab_size}")
         return self._model
 
     def _streaming(self):

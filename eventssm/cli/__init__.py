@@ -24,6 +24,7 @@ COMMANDS: dict[str, str] = {
     "evaluate": "eventssm.cli.train:evaluate_cmd",
     "classify": "eventssm.cli.classify:classify",
     "render": "eventssm.cli.render:render",
+    "plot": "eventssm.cli.plot:plot",
 }
 
 

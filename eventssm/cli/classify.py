@@ -39,9 +39,10 @@ _OUTPUT_TYPES = (".csv", ".json")
               help="Rescale a sensor of another aspect ratio to the checkpoint's grid instead of refusing it.")
 @click.option("--sensor-size", "sensor_text", default=None, metavar="WxH", help="Sensor size when a file does not say.")
 @click.option("--format", "fmt", default=None, metavar="NAME", help="Reader for every file instead of detection.")
+@click.option("--last", is_flag=True, help="Use the run's last checkpoint instead of its best by validation.")
 def classify(run: Path, files: tuple[Path, ...], top: int, stream_every: int, as_json: bool, output: Path | None,
              overwrite: bool, flip_x: bool, flip_y: bool, stretch: bool, sensor_text: str | None,
-             fmt: str | None) -> None:
+             fmt: str | None, last: bool) -> None:
     """Classify FILES (recordings or folders of them) with the checkpoint RUN from `eventssm train`.
 
     Each file is tokenized as the training cache was (settings stored in RUN), cut into the
@@ -72,7 +73,8 @@ def classify(run: Path, files: tuple[Path, ...], top: int, stream_every: int, as
         fail(f"{output}: is one of the inputs; give another --output")
     if not good:
         raise SystemExit(1 if errors else 2)
-    predictor = Predictor(run, flip_x=flip_x, flip_y=flip_y, stretch=stretch, sensor_size=sensor, format=fmt)
+    predictor = Predictor(run, flip_x=flip_x, flip_y=flip_y, stretch=stretch, sensor_size=sensor, format=fmt,
+                          which="last" if last else "best")
     cal = f" (calibrated, T={info.temperature:.3g})" if info.temperature is not None else ""
     failed = len(errors)
     results = []

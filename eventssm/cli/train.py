@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from eventssm.cli._common import FiniteFloatRange, check_new_folder, fail, os_error_message
+from eventssm.cli.stop import StopRequest
 
 #: ClassifierConfig.scan_method values (eventssm.models.classifier.SCAN_METHODS; listed here so
 #: that ``--help`` does not import JAX)
@@ -21,10 +22,18 @@ _SEED = click.IntRange(0, 2**31 - 1)
 _POSITIVE = click.IntRange(min=1)
 
 
+_TRAIN_OPTIONS = ("preset", "layer", "d_model", "d_state", "stages", "layers_per_stage", "scan_method", "dtype",
+                  "steps", "batch_size", "crop_events", "lr", "ssm_lr", "val_fraction", "augment", "cutmix",
+                  "label_smoothing", "weight_decay", "dropout", "sampling", "seed",
+                  "log_every", "eval_every", "patience", "accumulate", "checkpoint_every", "keep")
+
+
 @click.command("train")
 @click.argument("cache", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("-o", "--out", "out", required=True, type=click.Path(file_okay=False, path_type=Path),
-              help="Checkpoint folder to write (replaced atomically at the end).")
+              help="Run folder: checkpoints, metrics.jsonl, pictures (docs/long_runs.md).")
+@click.option("--resume", is_flag=True, help="Continue the run in OUT from its newest intact checkpoint.")
+@click.option("--overwrite", is_flag=True, help="Replace the run in OUT (other files there are kept).")
 @click.option("--preset", default="tiny", show_default=True,
               help="Model dims: tiny, s7-dvs, eventssm-dvs-small.")
 @click.option("--layer", type=click.Choice(["s7", "s5"]), default="s7", show_default=True)
@@ -34,13 +43,22 @@ _POSITIVE = click.IntRange(min=1)
 @click.option("--layers-per-stage", type=_POSITIVE, default=None, help="Override the preset's SSM layers per stage.")
 @click.option("--scan-method", type=click.Choice(SCAN_METHODS), default=None,
               help="Override the preset's linear-recurrence scan (same results; speed and compile time differ).")
-@click.option("--steps", type=_POSITIVE, default=300, show_default=True)
-@click.option("--batch-size", type=_POSITIVE, default=16, show_default=True)
+@click.option("--dtype", type=click.Choice(["float32", "bfloat16"]), default=None,
+              help="Computation dtype of embeddings, projections and MLPs (the SSM stays float32). [default: float32]")
+@click.option("--steps", type=_POSITIVE, default=300, show_default=True, help="Optimizer updates.")
+@click.option("--batch-size", type=_POSITIVE, default=16, show_default=True,
+              help="Rows per micro-batch (split over the devices).")
+@click.option("--accumulate", type=_POSITIVE, default=1, show_default=True,
+              help="Micro-batches per update (gradient accumulation).")
 @click.option("--crop-events", type=_POSITIVE, default=4096, show_default=True, help="Random training crops (events).")
 @click.option("--lr", type=FiniteFloatRange(min=0, min_open=True), default=4e-3, show_default=True)
 @click.option("--ssm-lr", type=FiniteFloatRange(min=0, min_open=True), default=1e-3, show_default=True)
 @click.option("--val-fraction", type=FiniteFloatRange(0, 1, max_open=True), default=0.2, show_default=True,
               help="Share of each class's recordings held out for validation (0 <= f < 1).")
+@click.option("--eval-every", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Validate every N steps (0: only at the end); each validation saves a checkpoint.")
+@click.option("--patience", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Stop after P validations without improvement (0: never).")
 @click.option("--augment", type=click.Choice(AUGMENT_RECIPES), default="geometric", show_default=True,
               help="Event augmentation of the training crops: basic = drop 10 %, time skew and jitter, "
                    "1 px spatial jitter; geometric adds shift, rotation and zoom (docs/cli.md).")
@@ -56,91 +74,62 @@ _POSITIVE = click.IntRange(min=1)
               help="uniform: every training sample once per epoch; balanced: every class drawn equally often.")
 @click.option("--seed", type=_SEED, default=0, show_default=True)
 @click.option("--log-every", type=_POSITIVE, default=25, show_default=True)
-def train(cache: Path, out: Path, preset: str, layer: str, d_model: int | None, d_state: int | None,
-          stages: int | None, layers_per_stage: int | None, scan_method: str | None, steps: int,
-          batch_size: int, crop_events: int, lr: float, ssm_lr: float, val_fraction: float, augment: str,
-          cutmix: float, label_smoothing: float, weight_decay: float, dropout: float | None,
-          sampling: str, seed: int, log_every: int) -> None:
-    """Train a classifier on CACHE (made by `eventssm preprocess`) and save it to OUT."""
-    check_new_folder(out, "checkpoint folder")
-    if out.is_dir() and any(out.iterdir()) and not (out / "model.json").is_file():
-        fail(f"{out}: exists and is not a checkpoint folder (it would be replaced); give a new folder name")
-    import numpy as np
-    from flax import nnx
+@click.option("--checkpoint-every", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Save every N steps (0: by time, so that saving costs < 2 % of the run).")
+@click.option("--keep", type=_POSITIVE, default=2, show_default=True,
+              help="Most recent checkpoints kept (the best by validation is kept besides).")
+@click.option("--devices", type=_POSITIVE, default=None, help="Devices for data parallelism (default: all).")
+@click.pass_context
+def train(ctx: click.Context, cache: Path, out: Path, resume: bool, overwrite: bool, preset: str, layer: str,
+          d_model: int | None, d_state: int | None, stages: int | None, layers_per_stage: int | None,
+          scan_method: str | None, dtype: str | None, steps: int, batch_size: int, accumulate: int,
+          crop_events: int, lr: float, ssm_lr: float, val_fraction: float, eval_every: int, patience: int,
+          augment: str, cutmix: float, label_smoothing: float, weight_decay: float, dropout: float | None,
+          sampling: str, seed: int, log_every: int, checkpoint_every: int, keep: int, devices: int | None) -> None:
+    """Train a classifier on CACHE (made by `eventssm preprocess`) into the run folder OUT.
 
-    from eventssm.models.classifier import EventClassifier
-    from eventssm.models.presets import get_preset
-    from eventssm.tokenizers.dataset import DatasetError, TokenDataset
-    from eventssm.train import TrainConfig, evaluate, fit, save_checkpoint
-    from eventssm.train.data import split_by_source
+    OUT receives checkpoints (the last --keep and the best by validation), metrics.jsonl and
+    pictures; `evaluate` and `classify` load its best checkpoint. Ctrl-C saves and stops;
+    --resume continues.
+    """
+    from eventssm.cli.runfolder import check_run_folder, clear_run_folder
 
-    try:
-        ds = TokenDataset(cache)
-        n_classes = len(ds.class_names)
-        if n_classes < 2 or np.any(np.asarray(ds.labels) < 0):
-            fail(f"{cache}: training needs a labelled cache with at least two classes")
-        overrides = {k: v for k, v in (("d_model", d_model), ("d_state", d_state), ("n_stages", stages),
-                                       ("layers_per_stage", layers_per_stage), ("scan_method", scan_method),
-                                       ("dropout", dropout))
-                     if v is not None}
-        config = get_preset(preset, layer, vocab_size=ds.vocab_size, n_classes=n_classes, **overrides)
-        tcfg = TrainConfig(steps=steps, batch_size=batch_size, crop_events=crop_events, lr=lr, ssm_lr=ssm_lr,
-                           seed=seed, warmup_steps=min(100, steps // 10), augment=augment, cutmix=cutmix,
-                           label_smoothing=label_smoothing, weight_decay=weight_decay, sampling=sampling)
-    except (DatasetError, ValueError) as exc:
-        fail(str(exc))
-    tr, va = split_by_source(ds.labels, ds.source_index, val_fraction, np.random.default_rng(seed))
-    if len(tr) == 0:
-        fail(f"{cache}: --val-fraction {val_fraction:g} leaves no recording for training")
-    model = EventClassifier(config, rngs=nnx.Rngs(params=seed, dropout=seed + 1))
-    n_params = sum(int(np.prod(p.shape)) for p in __import__("jax").tree_util.tree_leaves(nnx.state(model, nnx.Param)))
-    click.echo(f"{cache}: {len(ds)} samples, {n_classes} classes, vocabulary {ds.vocab_size}; "
-               f"train {len(tr)} / val {len(va)}; {preset} {layer}, {n_params:,} parameters")
+    check_new_folder(out, "run folder")
+    problem = check_run_folder(out, resume=resume, overwrite=overwrite)
+    if problem:
+        fail(problem)
+    given = [f"--{name.replace('_', '-')}" for name in _TRAIN_OPTIONS
+             if ctx.get_parameter_source(name) is click.core.ParameterSource.COMMANDLINE]
+    with StopRequest() as stop:
+        from eventssm.cli.train_run import run_training
 
-    def report(step, m):
-        click.echo(f"step {step:5d}  loss {m['loss']:.4f}  acc {m['accuracy']:.3f}  |g| {m['grad_norm']:.2f}")
-
-    history = fit(model, ds, tcfg, train_indices=tr, val_indices=va if len(va) else None, on_log=report,
-                  log_every=log_every)
-    metrics = {"train": history["train"][-1], "seconds": history["seconds"]}
-    if len(va):
-        metrics["val"] = history["val"][-1] if history["val"] else evaluate(model, ds, indices=va)
-        click.echo(f"validation accuracy {metrics['val']['accuracy']:.3f} on {metrics['val']['n']} samples")
-        if "recordings" in metrics["val"]:
-            rec = metrics["val"]["recordings"]
-            click.echo(f"validation accuracy by recording {rec['accuracy']:.3f} on {rec['n']} recordings")
-    tokenizer = {"settings": ds.settings.to_dict(), "sensor_size": list(ds.sensor_size),
-                 "class_names": list(ds.class_names), "vocab_size": ds.vocab_size}
-    calibration = None
-    if len(va):
-        from eventssm.train.calibrate import calibration_report, collect_logits
-
-        logits, labels, _ = collect_logits(model, ds, indices=va, batch_size=tcfg.batch_size, buckets=tcfg.buckets)
-        calibration = calibration_report(logits, labels)
-        metrics["calibration"] = calibration
-    try:
-        save_checkpoint(out, model, train_config=tcfg, tokenizer=tokenizer, metrics=metrics)
-        if calibration is not None:
-            from eventssm.train.calibrate import write_calibration
-
-            write_calibration(out, calibration)
-    except OSError as exc:
-        fail(f"{out}: checkpoint not saved: {os_error_message(exc)}")
-    if calibration is not None:
-        click.echo(f"temperature {calibration['temperature']:.3f} fitted on the validation split: "
-                   f"ECE ({calibration['ece_bins']} bins) {calibration['ece_before']:.3f} -> "
-                   f"{calibration['ece_after']:.3f}, NLL {calibration['nll_before']:.3f} -> "
-                   f"{calibration['nll_after']:.3f}")
-    click.echo(f"saved {out} ({history['seconds']:.1f} s)")
+        run_training(cache, out, resume=resume, overwrite=overwrite, clear=clear_run_folder, stop=stop,
+                     given=given, devices=devices, model_args=dict(
+                         preset=preset, layer=layer, d_model=d_model, d_state=d_state, n_stages=stages,
+                         layers_per_stage=layers_per_stage, scan_method=scan_method, dtype=dtype,
+                         dropout=dropout),
+                     train_args=dict(steps=steps, batch_size=batch_size, accumulate=accumulate,
+                                     crop_events=crop_events, lr=lr, ssm_lr=ssm_lr, val_fraction=val_fraction,
+                                     eval_every=eval_every, patience=patience, augment=augment, cutmix=cutmix,
+                                     label_smoothing=label_smoothing, weight_decay=weight_decay, sampling=sampling,
+                                     seed=seed, log_every=log_every, checkpoint_every=checkpoint_every, keep=keep,
+                                     warmup_steps=min(100, steps // 10)))
 
 
 @click.command("evaluate")
 @click.argument("run", type=click.Path(file_okay=False, path_type=Path))
 @click.argument("cache", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--batch-size", type=_POSITIVE, default=16, show_default=True)
+@click.option("--last", is_flag=True, help="Use the run's last checkpoint instead of its best by validation.")
+@click.option("--confusion-png", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Also draw the confusion matrix into this PNG file (a new file).")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
-def evaluate_cmd(run: Path, cache: Path, batch_size: int, as_json: bool) -> None:
-    """Accuracy and confusion matrix of the checkpoint RUN on every sample of CACHE."""
+def evaluate_cmd(run: Path, cache: Path, batch_size: int, last: bool, confusion_png: Path | None,
+                 as_json: bool) -> None:
+    """Accuracy, per-class precision/recall/F1 and confusion matrix of the run RUN on every
+    sample of CACHE (its best checkpoint by validation, or --last)."""
+    if confusion_png is not None and confusion_png.exists():
+        fail(f"{confusion_png}: exists; give a new file name")
     from eventssm.predict import PredictError, check_cache, read_run_info
     from eventssm.tokenizers.dataset import DatasetError, TokenDataset
 
@@ -151,26 +140,58 @@ def evaluate_cmd(run: Path, cache: Path, batch_size: int, as_json: bool) -> None
         check_cache(info, ds, cache)
     except (PredictError, DatasetError) as exc:
         fail(str(exc))
-    from eventssm.predict import load_model
-    from eventssm.train import evaluate
-    from eventssm.train.checkpoint import CheckpointError
+    from eventssm.train import CheckpointError, evaluate, load_run
+    from eventssm.train.preflight import PreflightError, check_lengths
+    from eventssm.train.record import per_class
 
     try:
-        model = load_model(run)
-    except CheckpointError as exc:
+        loaded = load_run(run, "last" if last else "best")
+        loaded.spec.check_compatible(ds, where=str(cache), run=str(run))
+        check_lengths(ds.lengths, range(len(ds)), loaded.spec.train.buckets, what="", where=str(cache))
+    except (CheckpointError, PreflightError) as exc:
         fail(str(exc))
-    res = evaluate(model, ds, batch_size=batch_size)
+    import sys
+
+    from tqdm import tqdm
+
+    # a bar on a terminal, for caches that take a while (it goes away when done)
+    with tqdm(total=len(ds), unit="sample", file=sys.stderr, leave=False,
+              disable=not sys.stderr.isatty() or len(ds) < 256) as bar:
+        res = evaluate(loaded.model, ds, batch_size=batch_size, buckets=loaded.spec.train.buckets,
+                       progress=bar.update)
+    names = list(ds.class_names)
+    res["per_class"] = dict(zip(names, _rows(per_class(res["confusion"])), strict=True))
+    res["checkpoint"] = {"step": loaded.step, "which": loaded.which}
+    if confusion_png is not None:
+        from eventssm.train.plot import plot_confusion
+
+        try:
+            plot_confusion(res["confusion"], names, confusion_png,
+                           title=f"{cache.name}: accuracy {res['accuracy']:.3f} (step {loaded.step})")
+        except OSError as exc:
+            fail(f"{confusion_png}: {os_error_message(exc)}")
     if as_json:
         click.echo(json.dumps(res))
         return
-    click.echo(f"accuracy {res['accuracy']:.4f} on {res['n']} samples, mean loss {res['loss']:.4f}")
-    names = list(ds.class_names)
+    click.echo(f"accuracy {res['accuracy']:.4f} on {res['n']} samples, mean loss {res['loss']:.4f} "
+               f"({loaded.which} checkpoint, step {loaded.step})")
     _confusion(names, res["confusion"])
+    width = max(len(n) for n in names)
+    click.echo(f"{'':>{width}}  precision  recall     F1  support")
+    for name, r in res["per_class"].items():
+        click.echo(f"{name:>{width}}  {r['precision']:9.3f}  {r['recall']:6.3f}  {r['f1']:5.3f}  {r['support']:7d}")
     if "recordings" in res:
         rec = res["recordings"]
         click.echo(f"accuracy by recording {rec['accuracy']:.4f} on {rec['n']} recordings "
                    "(mean of each recording's sample log-probabilities)")
         _confusion(names, rec["confusion"])
+    if confusion_png is not None:
+        click.echo(f"confusion matrix: {confusion_png}")
+
+
+def _rows(stats: dict[str, list]) -> list[dict]:
+    """``{"precision": [...], ...}`` -> one ``{"precision", "recall", "f1", "support"}`` per class."""
+    return [dict(zip(stats, vals, strict=True)) for vals in zip(*stats.values(), strict=True)]
 
 
 def _confusion(names: list[str], confusion: list[list[int]]) -> None:

@@ -152,6 +152,8 @@ class SSMBlock(nnx.Module):
         stride: pooling window in events; 1 = no pooling.
         pool_mode: residual-path pooling, one of ``POOL_MODES``.
         dropout: dropout rate (broadcast over time).
+        dtype: computation dtype of the LayerNorm and the projections (None: float32); the
+            SSM always computes in float32 / complex64.
         rngs: parameter and dropout RNG streams.
     """
 
@@ -163,6 +165,7 @@ class SSMBlock(nnx.Module):
         stride: int = 1,
         pool_mode: str = "last",
         dropout: float = 0.0,
+        dtype=None,
         rngs: nnx.Rngs,
     ):
         d_model = ssm.d_model
@@ -174,13 +177,13 @@ class SSMBlock(nnx.Module):
         self.d_model = int(d_model)
         self.stride = int(stride)
         self.pool_mode = pool_mode
-        self.norm = nnx.LayerNorm(d_in, rngs=rngs)
+        self.norm = nnx.LayerNorm(d_in, dtype=dtype, rngs=rngs)
         self.in_proj = (
-            nnx.Linear(d_in, d_model, use_bias=False, rngs=rngs) if d_in != d_model else None
+            nnx.Linear(d_in, d_model, use_bias=False, dtype=dtype, rngs=rngs) if d_in != d_model else None
         )
         self.ssm = make_ssm(ssm, rngs=rngs)
-        self.gate = nnx.Linear(d_model, d_model, rngs=rngs)
-        self.skip_proj = nnx.Linear(d_in, d_model, rngs=rngs) if d_in != d_model else None
+        self.gate = nnx.Linear(d_model, d_model, dtype=dtype, rngs=rngs)
+        self.skip_proj = nnx.Linear(d_in, d_model, dtype=dtype, rngs=rngs) if d_in != d_model else None
         self.dropout = nnx.Dropout(dropout, broadcast_dims=(1,), rngs=rngs)
 
     @property

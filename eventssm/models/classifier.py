@@ -45,6 +45,7 @@ __all__ = ["HEAD_MODES", "ClassifierConfig", "EventClassifier", "StageDims", "he
 
 HEAD_MODES = ("mean", "time_weighted", "last")
 SCAN_METHODS = ("auto", "associative", "sequential", "chunked")
+DTYPES = ("float32", "bfloat16")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -98,6 +99,10 @@ class ClassifierConfig:
             block run chunk by chunk with the state carried, so no (B, L, ·) event-rate
             array larger than one chunk is ever live; with ``remat`` every chunk is
             recomputed in the backward pass).  Does not change the results.
+        dtype: computation dtype of the embedding, LayerNorms, projections, gates and head:
+            "float32" or "bfloat16" (mixed precision: parameters are stored in float32; the
+            SSM parameters, discretization and scan state stay float32 whatever ``dtype``, since
+            the SSM promotes its bf16 input to float32/complex64; logits are float32).
     """
 
     vocab_size: int
@@ -124,6 +129,7 @@ class ClassifierConfig:
     remat_blocks: bool = False
     time_chunk: int = 8192
     block_chunk: int = 1024
+    dtype: str = "float32"
 
     def __post_init__(self):
         stride = self.stride
@@ -152,6 +158,8 @@ class ClassifierConfig:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
         if not 0.0 < self.dt_min <= self.dt_max:
             raise ValueError(f"need 0 < dt_min <= dt_max, got {self.dt_min}, {self.dt_max}")
+        if self.dtype not in DTYPES:
+            raise ValueError(f"dtype must be one of {DTYPES}, got {self.dtype!r}")
 
     def stages(self) -> list[StageDims]:
         """Resolved per-stage sizes (see the module docstring for the expansion rule)."""
@@ -256,7 +264,8 @@ class EventClassifier(nnx.Module):
 
     def __init__(self, config: ClassifierConfig, *, rngs: nnx.Rngs):
         self.config = config
-        self.embed = nnx.Embed(config.vocab_size, config.d_model, rngs=rngs)
+        dtype = jnp.dtype(config.dtype)
+        self.embed = nnx.Embed(config.vocab_size, config.d_model, dtype=dtype, rngs=rngs)
         blocks = []
         for st in config.stages():
             ssm = config.ssm_config(st)
@@ -268,11 +277,12 @@ class EventClassifier(nnx.Module):
                         stride=st.stride if i == 0 else 1,
                         pool_mode=config.pool_mode,
                         dropout=config.dropout,
+                        dtype=dtype,
                         rngs=rngs,
                     )
                 )
         self.blocks = nnx.List(blocks)
-        self.head = nnx.Linear(config.stages()[-1].d_model, config.n_classes, rngs=rngs)
+        self.head = nnx.Linear(config.stages()[-1].d_model, config.n_classes, dtype=dtype, rngs=rngs)
 
     def features(
         self,
@@ -391,4 +401,4 @@ class EventClassifier(nnx.Module):
             (B, n_classes) float32 logits.
         """
         x, dt, mask = self.features(tokens, dt, mask, lengths=lengths)
-        return self.head(head_pool(x, dt, mask, self.config.head))
+        return self.head(head_pool(x, dt, mask, self.config.head)).astype(jnp.float32)

@@ -23,6 +23,7 @@ from flax import nnx
 
 from eventssm.models.discretization import DISCRETIZATIONS, discretize, phi1
 from eventssm.models.init import block_hippo_n
+from eventssm.models.params import SSMParam
 from eventssm.models.scan import ScanMethod
 from eventssm.models.ssm import (  # DiagonalSSM, decay: also importable from here
     DiagonalSSM,
@@ -116,12 +117,12 @@ class S5SSM(DiagonalSSM):
             rngs.params(), self.d_model, self.d_state, int(blocks), self.conj_sym,
             float(dt_min), float(dt_max),
         )
-        self.Lambda_re = nnx.Param(p["Lambda_re"])
-        self.Lambda_im = nnx.Param(p["Lambda_im"])
-        self.B = nnx.Param(p["B"])
+        self.Lambda_re = SSMParam(p["Lambda_re"])
+        self.Lambda_im = SSMParam(p["Lambda_im"])
+        self.B = SSMParam(p["B"])
         self.C = nnx.Param(p["C"])
         self.D = nnx.Param(p["D"])
-        self.log_step = nnx.Param(p["log_step"])
+        self.log_step = SSMParam(p["log_step"])
 
     # -- pieces shared by __call__ and step ---------------------------------------------
     def Lambda(self) -> jax.Array:

@@ -45,6 +45,7 @@ from flax import nnx
 
 from eventssm.models.discretization import phi1
 from eventssm.models.init import block_hippo_n
+from eventssm.models.params import SSMParam
 from eventssm.models.scan import ScanMethod
 from eventssm.models.ssm import (
     DiagonalSSM,
@@ -169,13 +170,13 @@ class S7SSM(DiagonalSSM):
             rngs.params(), self.d_model, self.d_state, self.rank, self.conj_sym,
             float(dt_min), float(dt_max), self.a, self.b,
         )
-        self.Lambda_w = nnx.Param(p["Lambda_w"])
-        self.Lambda_im = nnx.Param(p["Lambda_im"])
+        self.Lambda_w = SSMParam(p["Lambda_w"])
+        self.Lambda_im = SSMParam(p["Lambda_im"])
         self.V = nnx.Param(p["V"])
-        self.U_w = nnx.Param(p["U_w"])
-        self.U_step = nnx.Param(p["U_step"])
-        self.b_step = nnx.Param(p["b_step"])
-        self.B = nnx.Param(p["B"])
+        self.U_w = SSMParam(p["U_w"])
+        self.U_step = SSMParam(p["U_step"])
+        self.b_step = SSMParam(p["b_step"])
+        self.B = SSMParam(p["B"])
         self.U_B = nnx.Param(p["U_B"])
         self.W_B = nnx.Param(p["W_B"])
         self.C = nnx.Param(p["C"])

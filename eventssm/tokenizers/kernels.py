@@ -1,6 +1,7 @@
 """Numba kernels behind :mod:`eventssm.tokenizers.functional` and ``transforms``.
 
-Every kernel is ``@numba.njit(cache=True)``; its ``.py_func`` is the readable reference and the
+Every kernel is ``@numba.njit(cache=True, nogil=True)`` (the GIL is released, so the training
+prefetch thread runs them beside the step); its ``.py_func`` is the readable reference and the
 tests run both on the same input. Kernels write into caller-allocated outputs; the Python
 wrappers in ``functional.py`` / ``transforms.py`` do the argument checking.
 
@@ -64,7 +65,7 @@ N_PARAMS = 6
 # tokenization
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def tokenize_kernel(events, width, height, xn, xd, yn, yd, h2, p2, scale, tokens, dt):
     """Write ``tokens`` (int32) and ``dt`` (float32) for ``events``; return (status, index).
 
@@ -116,7 +117,7 @@ def _log2_exact(d):
     return k
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def scale_coords(v, m, num, den):
     """``v[:m] = v[:m] * num // den`` (floor division, int64) in place; a no-op for
     ``num == den`` and an arithmetic shift (the same floor) for ``num == 1``, ``den = 2**k``."""
@@ -131,7 +132,7 @@ def scale_coords(v, m, num, den):
             v[i] = (v[i] * num) // den
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def downsample_kernel(events, xn, xd, yn, yd, out):
     """``out[i]`` = ``events[i]`` with ``x = x * xn // xd`` and ``y = y * yn // yd``
     (block-wise through :func:`op_downsample`; ``out`` may be ``events``)."""
@@ -169,7 +170,7 @@ def copy_event(dst, j, src, i):
     o["p"] = e["p"]
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def refractory_kernel(events, width, height, refractory_us, out):
     """Keep an event iff no *kept* event fired at its pixel (any polarity) in the last
     ``refractory_us`` microseconds, i.e. ``t - t_last_kept >= refractory_us``. Returns the count
@@ -191,7 +192,7 @@ def refractory_kernel(events, width, height, refractory_us, out):
     return j
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def denoise_kernel(events, width, height, window_us, out):
     """Background-activity filter: keep an event iff one of its 8 neighbour pixels (not the
     pixel itself; any polarity) had an input event at most ``window_us`` microseconds earlier.
@@ -237,14 +238,14 @@ def _keep_inside(bx, by, bt, bp, i, k, x, y, width, height):
     return 1
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def op_downsample(bx, by, m, xn, xd, yn, yd):
     """``x = x * xn // xd``, ``y = y * yn // yd`` (no event is dropped)."""
     scale_coords(bx, m, xn, xd)
     scale_coords(by, m, yn, yd)
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def op_drop(bx, by, bt, bp, m, p, seed, c0, r):
     """Keep event c iff ``unit(word(seed, c)) >= p`` (dropped with probability p)."""
     fill_words(seed, c0, r[:m])
@@ -258,7 +259,7 @@ def op_drop(bx, by, bt, bp, m, p, seed, c0, r):
     return k
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def op_spatial_jitter(bx, by, bt, bp, m, width, height, std_x, std_y, tab_x, fb_x, tab_y, fb_y,
                       seed, c0, r):
     """``x += round(std_x · z_x)``, ``y += round(std_y · z_y)`` (:func:`rounded_normal` of the
@@ -281,7 +282,7 @@ def op_spatial_jitter(bx, by, bt, bp, m, width, height, std_x, std_y, tab_x, fb_
     return k
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def op_time_jitter(bt, m, std, table, fb, seed, c0, r):
     """``t = max(t + round(std · z), 0)`` (:func:`rounded_normal` of the low half of
     ``word(seed, c)``); the result is not sorted (see :func:`bucket_scatter`)."""
@@ -295,7 +296,7 @@ def op_time_jitter(bt, m, std, table, fb, seed, c0, r):
         bt[i] = max(bt[i] + d, 0)
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def op_affine(bx, by, bt, bp, m, width, height, a00, a01, a10, a11, ox, oy):
     """``x' = round(a00 x + a01 y + ox)``, ``y' = round(a10 x + a11 y + oy)`` (round half up);
     events that land outside ``width x height`` are dropped."""
@@ -309,7 +310,7 @@ def op_affine(bx, by, bt, bp, m, width, height, a00, a01, a10, a11, ox, oy):
     return k
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def op_roll(bx, by, bt, bp, m, width, height, dx, dy, wrap):
     """Shift by integers ``(dx, dy)``; ``wrap`` takes coordinates modulo the sensor size,
     otherwise events shifted outside are dropped."""
@@ -324,7 +325,7 @@ def op_roll(bx, by, bt, bp, m, width, height, dx, dy, wrap):
     return k
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def op_time_skew(bt, m, coefficient, t0):
     """``t' = t0 + round(coefficient · (t − t0))`` (monotone for coefficient > 0)."""
     for i in range(m):
@@ -354,7 +355,7 @@ def _load_event(bx, by, bt, bp, k, e):
     bp[k] = e["p"]
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def run_ops(events, ops_i, ops_f, tables, out, count, t_base, shift):
     """Apply the ops of the rows of ``ops_i``/``ops_f`` in order to every event; write the
     survivors to ``out`` (records, in input order; ``out`` may be ``events``: a block is read
@@ -467,7 +468,7 @@ def run_ops(events, ops_i, ops_f, tables, out, count, t_base, shift):
 # sorting by time
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def bucket_scatter(src, dst, t_base, shift, count):
     """Stable counting sort of ``src`` into ``dst`` by :func:`time_bucket`, given the histogram
     ``count`` (``count[1 + b]`` = events in bucket b, as :func:`run_ops` builds it; it is
@@ -488,7 +489,7 @@ def bucket_scatter(src, dst, t_base, shift, count):
         count[b] = j + 1
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def sort_by_time_insertion(events, max_moves):
     """Stable in-place insertion sort of ``events`` by ``t``, giving up after ``max_moves``
     element moves. Returns True when sorted. Fast for nearly-sorted streams (time jitter much
@@ -517,7 +518,7 @@ def sort_by_time_insertion(events, max_moves):
     return True
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def radix_sort_by_time(events, tmp):
     """Stable LSD radix sort of ``events`` by ``t`` (11-bit digits of ``t − min t``), in
     place; ``tmp`` is scratch of the same length. O(N · passes) whatever the disorder, with
@@ -556,7 +557,7 @@ def radix_sort_by_time(events, tmp):
             copy_event(events, i, tmp, i)
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def merge_by_time(a, b, out):
     """Merge two streams sorted by ``t`` into ``out`` (len(a) + len(b)); ties take ``a``
     first. Returns the number of events from ``b`` (always len(b))."""

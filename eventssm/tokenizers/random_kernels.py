@@ -68,7 +68,7 @@ def unit(word):
     return np.float64(word >> _U11) * _INV_2_53
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def fill_words(seed, c0, out):
     """``out[i] = word(seed, c0 + i)`` for uint64 ``out`` (vectorised: no serial state)."""
     base = seed + np.uint64(c0) * _GAMMA
@@ -124,7 +124,7 @@ def normal_from(h, seed, c, half):
     return _normal_slow(h, np.uint64(mix64(key ^ (_MIX2 if half else _MIX1))))
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _normal_slow(h, key):
     """Ziggurat outside the rectangles: the base layer's tail beyond r (Marsaglia 1964) and the
     wedges (accept under the density); further randomness from the SplitMix64 sub-stream
@@ -152,14 +152,14 @@ def _normal_slow(h, key):
         h = np.int64(mix64(s) & _LOW32)
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def fill_uniform(seed, c0, out):
     """``out[i] = unit(word(seed, c0 + i))`` (float64): the uniforms :func:`op_drop` uses."""
     for i in range(out.shape[0]):
         out[i] = unit(np.uint64(random_word(seed, c0 + i)))
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def fill_normal(seed, c0, half, out):
     """``out[i]`` = the normal of half ``half`` of ``word(seed, c0 + i)`` (float64): what
     :func:`op_spatial_jitter` (x: half 0, y: half 1) and :func:`op_time_jitter` (half 0) use."""
@@ -245,7 +245,7 @@ def rounded_normal(h, seed, c, half, std, table, fb):
     return np.int64(np.floor(std * normal_from(h, seed, c, half) + 0.5))
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def fill_offsets(seed, c0, half, std, table, fb, out):
     """``out[i]`` (int64) = :func:`rounded_normal` of half ``half`` of ``word(seed, c0 + i)``:
     the offsets :func:`op_spatial_jitter` (x: half 0, y: half 1) and :func:`op_time_jitter`

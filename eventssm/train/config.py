@@ -41,6 +41,15 @@ class TrainConfig:
             :mod:`eventssm.train.augment` ("none", "basic", "geometric").
         cutmix: probability that a training sample is mixed with another one of its batch by
             event CutMix (soft labels).
+        accumulate: micro-batches of ``batch_size`` rows per update (gradient accumulation: the
+            update equals one on a ``accumulate × batch_size`` batch).
+        val_fraction: share of each class's recordings held out for validation (the split
+            is a function of ``seed``).
+        patience: stop after this many validations without a better one (0: never).
+        checkpoint_every: save every N steps; 0 chooses by time so that saving costs < 2 %
+            of the training time (:func:`eventssm.train.fit.fit`).
+        keep: most recent checkpoints kept (the best by validation is kept besides).
+        log_every: steps per record of the running means in ``metrics.jsonl``.
         sampling: "uniform" (every sample once per epoch) or "balanced" (classes drawn equally
             often, :func:`~eventssm.train.data.balanced_weights`).
     """
@@ -58,6 +67,12 @@ class TrainConfig:
     seed: int = 0
     eval_every: int = 0
     buckets: tuple[int, ...] = (256, 512, 1024, 2048, 4096, 8192, 16384, 32768, 65536, 131072)
+    accumulate: int = 1
+    val_fraction: float = 0.2
+    patience: int = 0
+    checkpoint_every: int = 0
+    keep: int = 2
+    log_every: int = 25
     augment: str = "geometric"
     cutmix: float = 0.5
     sampling: str = "balanced"
@@ -73,6 +88,12 @@ class TrainConfig:
             raise ValueError(f"augment must be one of {', '.join(RECIPES)}, got {self.augment!r}")
         if not 0.0 <= self.cutmix <= 1.0:
             raise ValueError(f"cutmix must be a probability in [0, 1], got {self.cutmix}")
+        if self.accumulate < 1 or self.keep < 1 or self.log_every < 1:
+            raise ValueError("accumulate, keep and log_every must be >= 1")
+        if self.patience < 0 or self.checkpoint_every < 0 or self.eval_every < 0:
+            raise ValueError("patience, checkpoint_every and eval_every must be >= 0")
+        if not 0.0 <= self.val_fraction < 1.0:
+            raise ValueError(f"val_fraction must be in [0, 1), got {self.val_fraction}")
         if self.sampling not in SAMPLING:
             raise ValueError(f"sampling must be one of {', '.join(SAMPLING)}, got {self.sampling!r}")
         object.__setattr__(self, "buckets", tuple(sorted(int(b) for b in self.buckets)))

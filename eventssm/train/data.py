@@ -79,22 +79,27 @@ def batches(
             chunk = order[start : start + batch_size]
             if drop_last and len(chunk) < batch_size:
                 break
-            seqs, labels = [], []
-            for i in chunk:
-                tokens, dt, label = dataset[int(i)]
-                if crop_events is not None and len(tokens) > crop_events:
-                    a, b = random_crop(rng, len(tokens), crop_events)
-                    tokens, dt = tokens[a:b], dt[a:b].copy()
-                    dt[0] = 0.0
-                seqs.append((tokens, dt))
-                labels.append(label)
-            if augmenting:
-                seqs, labels = augment.batch(seqs, labels, rng)
-            batch = pad_batch(seqs, np.asarray(labels), buckets=buckets)
-            yield dataclasses.replace(batch, index=np.asarray(chunk, dtype=np.int64))
+            yield make_batch(dataset, chunk, rng, crop_events=crop_events, buckets=buckets,
+                             augment=augment if augmenting else None)
         epoch += 1
 
 
+def make_batch(dataset, chunk, rng: np.random.Generator | None, *, crop_events: int | None = None,
+               buckets: Sequence[int] | None = None, augment=None) -> Batch:
+    """One padded batch of the samples ``chunk`` (random crops and ``augment`` drawn from ``rng``)."""
+    seqs, labels = [], []
+    for i in chunk:
+        tokens, dt, label = dataset[int(i)]
+        if crop_events is not None and len(tokens) > crop_events:
+            a, b = random_crop(rng, len(tokens), crop_events)
+            tokens, dt = tokens[a:b], dt[a:b].copy()
+            dt[0] = 0.0
+        seqs.append((tokens, dt))
+        labels.append(label)
+    if augment is not None and augment.active:
+        seqs, labels = augment.batch(seqs, labels, rng)
+    batch = pad_batch(seqs, np.asarray(labels), buckets=buckets)
+    return dataclasses.replace(batch, index=np.asarray(chunk, dtype=np.int64))
 def balanced_weights(labels: np.ndarray) -> np.ndarray:
     """Sampling probabilities ``w_i = 1 / (C · n_{y_i})`` for labels (K,): each of the ``C``
     classes present gets total probability ``1 / C`` (sums to 1)."""

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -15,8 +14,7 @@ from flax import nnx
 from eventssm.train.augment import TokenAugment, recipe
 from eventssm.train.config import TrainConfig
 from eventssm.train.data import batches
-from eventssm.train.optim import make_optimizer
-from eventssm.train.steps import eval_step, train_step
+from eventssm.train.steps import eval_step
 
 log = logging.getLogger(__name__)
 
@@ -30,8 +28,11 @@ def evaluate(
     indices: Sequence[int] | None = None,
     batch_size: int = 16,
     buckets: Sequence[int] | None = None,
+    progress: Callable[[int], None] | None = None,
 ) -> dict[str, Any]:
     """Accuracy, mean loss and confusion matrix on whole samples (no crops, dropout off).
+
+    ``progress``, when given, is called with the number of samples of every batch done.
 
     When the dataset says which recording each sample was cut from (``source_index``, as a
     sliced :class:`~eventssm.tokenizers.dataset.TokenDataset` does) and some recording gave
@@ -56,6 +57,8 @@ def evaluate(
         rows.append(b.index)
         log_probs.append(np.asarray(jax.nn.log_softmax(out["logits"], -1)))
         true.append(np.asarray(b.labels))
+        if progress is not None:
+            progress(len(pred))
     acc = float(np.trace(confusion) / max(n, 1))
     res = {"accuracy": acc, "loss": total_loss / max(n, 1), "n": n, "confusion": confusion.tolist()}
     sources = getattr(dataset, "source_index", None)
@@ -117,74 +120,3 @@ def _augmentation(dataset, cfg: TrainConfig, n_classes: int) -> TokenAugment | N
     return TokenAugment(grid, settings.time_unit, recipe(cfg.augment, grid), cfg.cutmix, n_classes)
 
 
-def fit(
-    model,
-    dataset,
-    cfg: TrainConfig,
-    *,
-    train_indices: Sequence[int] | None = None,
-    val_indices: Sequence[int] | None = None,
-    on_log: Callable[[int, dict[str, float]], None] | None = None,
-    log_every: int = 10,
-) -> dict[str, Any]:
-    """Train ``model`` in place for ``cfg.steps`` updates.
-
-    Args:
-        model: an EventClassifier (its config's ``n_classes`` must cover the labels).
-        dataset: TokenDataset-like, ``dataset[i] -> (tokens, dt, label)``.
-        cfg: the recipe.
-        train_indices / val_indices: sample subsets (default: all for training, none for validation).
-        on_log: called every ``log_every`` steps with the running means.
-        log_every: steps between logs (>= 1).
-    Returns:
-        ``{"train": [...per-log metrics...], "val": [...], "seconds": float}``.
-    Raises:
-        ValueError: ``log_every < 1``, no training samples, or ``cfg.augment``/``cfg.cutmix``
-            with a dataset that is not a TokenDataset (no ``grid_size``/``settings``).
-    """
-    if int(log_every) < 1:
-        raise ValueError(f"log_every must be >= 1, got {log_every}")
-    n_train = len(dataset) if train_indices is None else len(train_indices)
-    if n_train == 0:
-        raise ValueError("no training samples: the dataset (or train_indices) is empty")
-    augment = _augmentation(dataset, cfg, model.config.n_classes)
-    rng = np.random.default_rng(cfg.seed)
-    root = jax.random.key(cfg.seed)
-    optimizer = nnx.Optimizer(model, make_optimizer(cfg), wrt=nnx.Param)
-    ls = float(cfg.label_smoothing)
-
-    @nnx.jit
-    def step_fn(model, optimizer, tokens, dt, mask, labels, key):
-        return train_step(model, optimizer, tokens, dt, mask, labels, key, label_smoothing=ls)
-
-    # full batches only (one compiled shape) unless the training set is smaller than a batch
-    stream = batches(dataset, cfg.batch_size, rng, indices=train_indices, crop_events=cfg.crop_events,
-                     buckets=cfg.buckets, shuffle=True, drop_last=n_train >= cfg.batch_size, epochs=None,
-                     augment=augment, balance=cfg.sampling == "balanced")
-    history: dict[str, Any] = {"train": [], "val": []}
-    running: dict[str, list[float]] = {}
-    t0 = time.perf_counter()
-    for step in range(1, cfg.steps + 1):
-        b = next(stream)
-        metrics = step_fn(model, optimizer, b.tokens, b.dt, b.mask, jnp.asarray(b.labels),
-                          jax.random.fold_in(root, step))
-        for k, v in metrics.items():
-            running.setdefault(k, []).append(float(v))
-        if step % log_every == 0 or step == cfg.steps:
-            means = {k: float(np.mean(v)) for k, v in running.items()}
-            means["step"] = step
-            history["train"].append(means)
-            log.info("step %d loss %.4f acc %.3f", step, means["loss"], means["accuracy"])
-            if on_log is not None:
-                on_log(step, means)
-            running = {}
-        if val_indices is not None and len(val_indices) and (
-            (cfg.eval_every and step % cfg.eval_every == 0) or step == cfg.steps
-        ):
-            res = evaluate(model, dataset, indices=val_indices, batch_size=cfg.batch_size, buckets=cfg.buckets)
-            res["step"] = step
-            history["val"].append(res)
-            log.info("step %d val accuracy %.3f", step, res["accuracy"])
-    history["seconds"] = time.perf_counter() - t0
-    model.eval()
-    return history

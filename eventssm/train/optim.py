@@ -1,36 +1,39 @@
-"""Optimizer: two parameter groups selected by parameter path, schedules from optax.schedules."""
+"""Optimizer: parameter groups declared by the layers, schedules from optax.schedules.
+
+A parameter belongs to the SSM group when its layer made it an
+:class:`~eventssm.models.params.SSMParam` (S5: ``Lambda_re``, ``Lambda_im``, ``B``,
+``log_step``; S7: ``Lambda_w``, ``Lambda_im``, ``U_w``, ``U_step``, ``b_step``, ``B``); every
+other ``nnx.Param`` is in the regular group. The groups are read from the model's variable
+types once, as the set of their paths, because optax sees plain arrays.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import jax
 import optax
+from flax import nnx
 
+from eventssm.models.params import SSMParam
 from eventssm.train.config import TrainConfig
 
-#: parameter names (last path element) of the SSM group: eigenvalues, input matrix, step size
-SSM_PARAM_PREFIXES = ("Lambda", "log_step", "B")
+
+def _path_key(path) -> tuple:
+    """The module path of a leaf: its dict keys (NNX may add a trailing attribute entry)."""
+    return tuple(p.key for p in path if isinstance(p, jax.tree_util.DictKey))
 
 
-def _name(path) -> str:
-    """Name of the parameter: the last dict key of the path (NNX adds a trailing ``.value``)."""
-    for entry in reversed(path):
-        if isinstance(entry, jax.tree_util.DictKey):
-            return str(entry.key)
-    return ""
+def param_labels(model) -> Callable:
+    """``params -> pytree of "ssm" / "regular"`` for the parameters of ``model``, by the kind
+    each layer declared (:class:`SSMParam` or not)."""
+    ssm = {tuple(path) for path, _ in nnx.to_flat_state(nnx.state(model, SSMParam))}
 
+    def labels(params):
+        return jax.tree_util.tree_map_with_path(
+            lambda path, _: "ssm" if _path_key(path) in ssm else "regular", params)
 
-def param_labels(params) -> object:
-    """Pytree of "ssm" / "regular" labels mirroring ``params``.
-
-    A parameter belongs to the SSM group when its name starts with one of
-    :data:`SSM_PARAM_PREFIXES` (``Lambda_re``, ``Lambda_im``, ``B``, ``log_step``, ...).
-    """
-
-    def label(path, _):
-        name = _name(path)
-        return "ssm" if name.startswith(SSM_PARAM_PREFIXES) else "regular"
-
-    return jax.tree_util.tree_map_with_path(label, params)
+    return labels
 
 
 def schedule(peak: float, cfg: TrainConfig) -> optax.Schedule:
@@ -42,13 +45,13 @@ def schedule(peak: float, cfg: TrainConfig) -> optax.Schedule:
     )
 
 
-def make_optimizer(cfg: TrainConfig) -> optax.GradientTransformation:
+def make_optimizer(cfg: TrainConfig, model) -> optax.GradientTransformation:
     """AdamW (regular group, weight decay) and Adam (SSM group, ``ssm_lr``), after clipping."""
     groups = {
         "regular": optax.adamw(schedule(cfg.lr, cfg), weight_decay=cfg.weight_decay),
         "ssm": optax.adam(schedule(cfg.ssm_lr, cfg)),
     }
-    tx = optax.transforms.partition(groups, param_labels)
+    tx = optax.transforms.partition(groups, param_labels(model))
     if cfg.grad_clip > 0:
         tx = optax.chain(optax.clip_by_global_norm(cfg.grad_clip), tx)
     return tx

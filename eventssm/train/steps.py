@@ -46,6 +46,42 @@ def train_step(model, optimizer: nnx.Optimizer, tokens, dt, mask, labels, rng, l
     return {"loss": loss, "accuracy": _accuracy(logits, labels), "grad_norm": optax.tree.norm(grads)}
 
 
+def accumulated_step(model, optimizer: nnx.Optimizer, tokens, dt, mask, labels, rng, label_smoothing: float = 0.0):
+    """One optimizer update from K micro-batches (gradient accumulation).
+
+    The gradient is the mean of the K micro-batch gradients, ``g = (1/K) Σ_k ∇ L_k``, which is
+    the gradient of the mean loss over the K·B rows (every micro-batch has B rows), so the update
+    equals :func:`train_step` on the K-times-larger batch; only one micro-batch's activations are
+    alive at a time (``lax.scan``). Micro-batch k draws its dropout masks from ``fold_in(rng, k)``.
+
+    Args:
+        tokens, dt, mask: (K, B, L).  labels: (K, B) ids or (K, B, C) soft labels.
+    Returns:
+        ``{"loss", "accuracy", "grad_norm"}`` (means over the K·B rows).
+    """
+    model.train()
+    graphdef, params, rest = nnx.split(model, nnx.Param, ...)
+
+    def micro(total, xs):
+        t, d, m, y, k = xs
+
+        def f(p):
+            mdl = nnx.merge(graphdef, p, rest, copy=True)
+            nnx.reseed(mdl, dropout=jax.random.fold_in(rng, k))
+            return loss_fn(mdl, t, d, m, y, label_smoothing)
+
+        (loss, logits), g = jax.value_and_grad(f, has_aux=True)(params)
+        return jax.tree.map(jnp.add, total, g), (loss, _accuracy(logits, y))
+
+    n_micro = tokens.shape[0]
+    zeros = jax.tree.map(jnp.zeros_like, params)
+    xs = (tokens, dt, mask, labels, jnp.arange(n_micro))
+    total, (losses, accs) = jax.lax.scan(micro, zeros, xs)
+    grads = jax.tree.map(lambda g: g / n_micro, total)
+    optimizer.update(model, grads)
+    return {"loss": jnp.mean(losses), "accuracy": jnp.mean(accs), "grad_norm": optax.tree.norm(grads)}
+
+
 def eval_step(model, tokens, dt, mask, labels):
     """Loss, correct count and predictions on one batch, dropout off."""
     model.eval()

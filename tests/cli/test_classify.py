@@ -1,7 +1,7 @@
 """classify on folders (slices combined per recording), CSV/JSON output, calibration, sensors
 other than the checkpoint's, and the cheap checks that run before JAX is imported.
 
-The checkpoint is a randomly initialised tiny model saved with ``save_checkpoint`` (equality
+The checkpoint is a randomly initialised tiny model saved with ``save_model_run`` (equality
 with ``evaluate`` does not need a trained model); recordings are random events on a 10x10
 sensor, sliced by 64 events with an overlap of 32 as the training cache was.
 """
@@ -38,15 +38,16 @@ def _checkpoint(folder, settings, sensor, class_names, seed=0):
 
     from eventssm.models.classifier import EventClassifier
     from eventssm.models.presets import get_preset
-    from eventssm.train import save_checkpoint
+    from eventssm.train import RunSpec, TrainConfig
+    from eventssm.train.checkpoint import save_model_run
 
     vocab = settings.vocab_size(sensor)
     config = get_preset("tiny", "s7", vocab_size=vocab, n_classes=len(class_names), n_stages=1,
                         layers_per_stage=1, scan_method="sequential")
     model = EventClassifier(config, rngs=nnx.Rngs(seed))
-    tok = {"settings": settings.to_dict(), "sensor_size": list(sensor), "class_names": list(class_names),
-           "vocab_size": vocab}
-    save_checkpoint(folder, model, tokenizer=tok)
+    spec = RunSpec(model=config, train=TrainConfig(), tokenizer=settings, sensor_size=sensor, vocab_size=vocab,
+                   class_names=class_names)
+    save_model_run(folder, model, spec)
     return folder
 
 

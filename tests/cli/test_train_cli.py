@@ -38,19 +38,26 @@ def workspace(tmp_path_factory):
 def test_train_reports_and_saves(workspace):
     root, output = workspace
     assert "step     2" in output and "validation accuracy" in output
-    assert "train 4 / val 2" in output
-    for name in ("model.json", "params.npz", "train.json", "tokenizer.json", "metrics.json", "calibration.json"):
-        assert (root / "run" / name).is_file()
-    cal = json.loads((root / "run" / "calibration.json").read_text())
+    assert "train 4 / val 2" in output and "compiled in" in output
+    run = root / "run"
+    for name in ("run.json", "metrics.jsonl", "curves.png", "confusion.png", "calibration.json"):
+        assert (run / name).is_file()
+    cal = json.loads((run / "calibration.json").read_text())
     assert cal["n"] == 2 and cal["temperature"] >= 1.0 and cal["nll_after"] <= cal["nll_before"]
     assert f"ECE (15 bins) {cal['ece_before']:.3f} -> {cal['ece_after']:.3f}" in output
-    tok = json.loads((root / "run" / "tokenizer.json").read_text())
-    assert tok["class_names"] == ["left", "right"]
-    model = json.loads((root / "run" / "model.json").read_text())
+    assert sorted(int(p.name) for p in (run / "checkpoints").iterdir()) == [2]
+    spec = json.loads((run / "run.json").read_text())
+    assert spec["class_names"] == ["left", "right"]
+    model = spec["model"]
     assert (model["n_stages"], model["layers_per_stage"], model["scan_method"]) == (1, 1, "sequential")
     assert (model["d_model"], model["layer"], model["vocab_size"]) == (8, "s7", 2 * 10 * 10)
-    train = json.loads((root / "run" / "train.json").read_text())
+    train = spec["train"]
     assert (train["steps"], train["batch_size"], train["crop_events"]) == (2, 2, 512)
+    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [(r["kind"], r["step"]) for r in records] == [("train", 1), ("train", 2), ("val", 2)]
+    assert records[0]["tokens_per_s"] is None  # the first step is mostly compilation
+    assert records[1]["lr"] > 0 and 0 <= records[1]["data_wait"] <= 1
+    assert sum(map(sum, records[2]["confusion"])) == records[2]["n"] == 2
 
 
 def test_evaluate_counts_every_sample(workspace):
@@ -68,6 +75,30 @@ def test_evaluate_counts_every_sample(workspace):
     assert lines[0].startswith(f"accuracy {res['accuracy']:.4f} on 6 samples")
     rows = [[int(v) for v in line.split()[1:]] for line in lines[2:4]]
     assert rows == res["confusion"]
+    # per-class precision / recall / F1, from the confusion matrix by hand
+    m = np.asarray(res["confusion"], float)
+    for i, name in enumerate(["left", "right"]):
+        got = res["per_class"][name]
+        p = m[i, i] / m[:, i].sum() if m[:, i].sum() else 0.0
+        rc = m[i, i] / m[i].sum()
+        assert got["precision"] == pytest.approx(p) and got["recall"] == pytest.approx(rc)
+        assert got["f1"] == pytest.approx(2 * p * rc / (p + rc) if p + rc else 0.0)
+        assert got["support"] == int(m[i].sum())
+        assert lines[5 + i].split() == [name, f"{p:.3f}", f"{rc:.3f}", f"{got['f1']:.3f}", str(int(m[i].sum()))]
+    assert res["checkpoint"] == {"step": 2, "which": "best"}
+
+
+def test_evaluate_draws_its_confusion_matrix(workspace, tmp_path):
+    root, _ = workspace
+    png = tmp_path / "confusion.png"
+    args = ["evaluate", str(root / "run"), str(root / "cache.h5"), "--batch-size", "2", "--last",
+            "--confusion-png", str(png)]
+    r = CliRunner().invoke(main, args)
+    assert r.exit_code == 0, r.output
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "last checkpoint, step 2" in r.output
+    again = CliRunner().invoke(main, args)
+    assert_one_error(again, f"{png}: exists")
 
 
 def test_classify_matches_evaluate_and_streams(workspace):
@@ -120,7 +151,7 @@ def test_evaluate_a_sliced_cache_by_recording(workspace):
 
     from eventssm.tokenizers.batching import pad_batch
     from eventssm.tokenizers.dataset import TokenDataset
-    from eventssm.train import load_checkpoint
+    from eventssm.train import load_run
 
     root, _ = workspace
     r = CliRunner()
@@ -134,7 +165,7 @@ def test_evaluate_a_sliced_cache_by_recording(workspace):
     ds = TokenDataset(root / "sliced.h5")
     assert res["n"] == len(ds) > 6 and res["recordings"]["n"] == 6
 
-    model, _ = load_checkpoint(root / "run")
+    model = load_run(root / "run").model
     model.eval()
     b = pad_batch([ds[i][:2] for i in range(len(ds))], ds.labels, buckets=(64,))
     log_p = np.asarray(jax.nn.log_softmax(model(jnp.asarray(b.tokens), jnp.asarray(b.dt), jnp.asarray(b.mask)), -1))
@@ -160,7 +191,7 @@ def test_classify_a_recording_longer_than_the_largest_bucket(workspace, tmp_path
     from eventssm.events import Recording, make_events
     from eventssm.io import write_events
     from eventssm.tokenizers.functional import tokenize
-    from eventssm.train import load_checkpoint
+    from eventssm.train import load_run
 
     root, _ = workspace
     rng = np.random.default_rng(3)
@@ -173,7 +204,7 @@ def test_classify_a_recording_longer_than_the_largest_bucket(workspace, tmp_path
     assert r.exit_code == 0, r.output
     res = json.loads(r.output)
     assert res["events"] == n
-    model, _ = load_checkpoint(root / "run")
+    model = load_run(root / "run").model
     model.eval()
     tokens, dt = tokenize(ev, (10, 10))
     probs = np.asarray(jax.nn.softmax(model(jnp.asarray(tokens[None]), jnp.asarray(dt[None])), -1))[0]
@@ -283,9 +314,9 @@ def test_train_with_augmentation_and_cutmix(workspace):
                                   "--augment", "geometric", "--cutmix", "0.5"])
     assert r.exit_code == 0, r.output
     assert "step     2" in r.output and "validation accuracy" in r.output
-    train = json.loads((root / "run_aug" / "train.json").read_text())
+    train = json.loads((root / "run_aug" / "run.json").read_text())["train"]
     assert (train["augment"], train["cutmix"]) == ("geometric", 0.5)
-    losses = [float(line.split()[3]) for line in r.output.splitlines() if line.startswith("step")]
+    losses = [float(line.split()[3]) for line in r.output.splitlines() if line.split()[2:3] == ["loss"]]
     assert len(losses) == 2 and all(np.isfinite(losses))
 
 

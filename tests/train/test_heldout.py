@@ -50,13 +50,14 @@ def test_train_generalizes_to_held_out_recordings_of_an_order_task(tmp_path):
         _invoke("preprocess", str(tmp_path / f"{name}_raw"), "-o", str(tmp_path / f"{name}.h5"),
                 "--labels-from", "folder", "--workers", "1", "-q")
     # one stage of one S7 layer, whole samples (< 64 events: one padded length), no augmentation
-    out = _invoke("train", str(tmp_path / "train.h5"), "-o", str(tmp_path / "run"), "--steps", "60",
+    out = _invoke("train", str(tmp_path / "train.h5"), "-o", str(tmp_path / "run"), "--steps", "120",
                   "--batch-size", "16", "--crop-events", "64", "--lr", "1e-2", "--val-fraction", "0.25",
                   "--stages", "1", "--layers-per-stage", "1", "--scan-method", "sequential", "--dropout", "0",
                   "--augment", "none", "--cutmix", "0", "--label-smoothing", "0", "--seed", "0")
     assert "train 36 / val 12" in out
     res = json.loads(_invoke("evaluate", str(tmp_path / "run"), str(tmp_path / "test.h5"), "--json"))
     assert res["n"] == 32
-    assert res["accuracy"] >= 0.9, res
+    # measured 0.91, 0.94, 0.91 with seeds 0, 1, 2 (2026-12-06); a bag of tokens scores 0.5
+    assert res["accuracy"] >= 0.85, res
     cal = json.loads((tmp_path / "run" / "calibration.json").read_text())
     assert cal["n"] == 12 and cal["nll_after"] <= cal["nll_before"] and cal["temperature"] > 0

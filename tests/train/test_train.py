@@ -8,9 +8,7 @@ from flax import nnx
 
 from eventssm.models.classifier import EventClassifier
 from eventssm.models.presets import get_preset
-from eventssm.outputs import usual_mode
-from eventssm.train import TrainConfig, batches, evaluate, fit, load_checkpoint, param_labels, save_checkpoint
-from eventssm.train.checkpoint import CheckpointError
+from eventssm.train import TrainConfig, batches, evaluate, fit, make_optimizer, param_labels
 from eventssm.train.data import split_by_source
 
 
@@ -50,16 +48,38 @@ class ToyDataset:
         return self.items[i]
 
 
-def test_param_labels_put_lambda_b_and_step_in_the_ssm_group():
-    labels = param_labels(nnx.state(_model(**SMALL), nnx.Param))
-    by_name = {}
+#: what each layer declares for the SSM optimizer group (S5 §B.1; the S7 decay and step parameters)
+SSM_GROUP = {"s5": {"Lambda_re", "Lambda_im", "B", "log_step"},
+             "s7": {"Lambda_w", "Lambda_im", "U_w", "U_step", "b_step", "B"}}
+
+
+@pytest.mark.parametrize("layer", ["s5", "s7"])
+def test_every_parameter_lands_in_its_declared_group(layer):
+    """Labels by name, and behaviour: with zero gradients one update leaves the SSM group
+    untouched (Adam, no weight decay) and shrinks every other weight by AdamW's decay."""
+    import optax
+
+    model = _model(layer, **SMALL)
+    params = nnx.state(model, nnx.Param)
+    labels = param_labels(model)(nnx.as_pure(params))
+    seen = {}
     for path, lab in jax.tree_util.tree_leaves_with_path(labels):
-        names = [getattr(k, "key", None) for k in path if isinstance(k, jax.tree_util.DictKey)]
-        by_name.setdefault(names[-1], set()).add(lab)
-    for name in ("Lambda_re", "Lambda_im", "B", "log_step"):
-        assert by_name[name] == {"ssm"}
-    for name in ("C", "D", "kernel", "embedding"):
-        assert by_name[name] == {"regular"}
+        keys = [k.key for k in path if isinstance(k, jax.tree_util.DictKey)]
+        in_ssm_layer = "ssm" in keys
+        seen.setdefault((in_ssm_layer, keys[-1]), set()).add(lab)
+    ssm_layer = {name: labs for (inside, name), labs in seen.items() if inside}
+    assert {n for n, labs in ssm_layer.items() if labs == {"ssm"}} == SSM_GROUP[layer]
+    assert all(labs == {"regular"} for (inside, n), labs in seen.items() if not (inside and n in SSM_GROUP[layer]))
+    cfg = TrainConfig(steps=10, warmup_steps=0, weight_decay=0.5, grad_clip=0)
+    tx = make_optimizer(cfg, model)
+    pure = nnx.as_pure(params)
+    updates, _ = tx.update(jax.tree.map(jnp.zeros_like, pure), tx.init(pure), pure)
+    lr = float(optax.schedules.warmup_cosine_decay_schedule(0.0, cfg.lr, 0, 10, cfg.lr * cfg.final_lr_ratio)(0))
+    for (path, u), (_, p), (_, lab) in zip(jax.tree_util.tree_leaves_with_path(updates),
+                                           jax.tree_util.tree_leaves_with_path(pure),
+                                           jax.tree_util.tree_leaves_with_path(labels), strict=True):
+        expected = 0.0 if lab == "ssm" else -lr * 0.5 * np.asarray(p)
+        np.testing.assert_allclose(np.asarray(u), expected, rtol=1e-5, atol=1e-12, err_msg=str(path))
 
 
 def test_split_by_source_keeps_recordings_together_and_stratifies():
@@ -100,56 +120,11 @@ def test_config_json_round_trip_and_validation():
         TrainConfig.from_json('{"stepz": 3}')
 
 
-def test_checkpoint_round_trip_gives_identical_logits(tmp_path):
-    # seed 5: load_checkpoint builds with seed 0, so equal logits come from the restored weights
-    cfg = get_preset("tiny", "s7", vocab_size=32, n_classes=2, **SMALL)
-    model = EventClassifier(cfg, rngs=nnx.Rngs(5))
-    tokens = jnp.asarray(np.random.default_rng(0).integers(0, 32, (2, 40)), jnp.int32)
-    dt = jnp.full((2, 40), 0.5, jnp.float32)
-    model.eval()
-    ref = _forward(model, tokens, dt)
-    save_checkpoint(tmp_path / "run", model, train_config=TrainConfig(steps=3), tokenizer={"a": 1})
-    loaded, extras = load_checkpoint(tmp_path / "run")
-    assert loaded.config == model.config
-    np.testing.assert_array_equal(np.asarray(_forward(loaded, tokens, dt)), np.asarray(ref))
-    assert extras["tokenizer"] == {"a": 1} and extras["train"]["steps"] == 3
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]  # no temp folder left
-    assert (tmp_path / "run").stat().st_mode & 0o777 == usual_mode(folder=True)  # not mkdtemp's 0700
-
-
-def test_checkpoint_errors(tmp_path):
-    with pytest.raises(CheckpointError, match=r"missing model\.json"):
-        load_checkpoint(tmp_path)
-    save_checkpoint(tmp_path / "run", _model(**SMALL))
-    wider = get_preset("tiny", "s5", vocab_size=2 * 4 * 4, n_classes=2, d_model=12, **SMALL)
-    (tmp_path / "run" / "model.json").write_text(wider.to_json())
-    with pytest.raises(CheckpointError, match=r"does not match|shape"):
-        load_checkpoint(tmp_path / "run")
-
-
-def test_save_checkpoint_never_replaces_a_folder_that_is_not_a_checkpoint(tmp_path):
-    """Only an empty folder or an earlier checkpoint is replaced; user files are left alone."""
-    model = _model(**SMALL)
-    user = tmp_path / "notes"
-    user.mkdir()
-    (user / "keep.txt").write_text("data")
-    with pytest.raises(CheckpointError, match="not a checkpoint folder"):
-        save_checkpoint(user, model)
-    assert (user / "keep.txt").read_text() == "data"
-    (tmp_path / "file").write_text("x")
-    with pytest.raises(CheckpointError, match="not a checkpoint folder"):
-        save_checkpoint(tmp_path / "file", model)
-    run = save_checkpoint(tmp_path / "run", model)
-    save_checkpoint(run, model)  # an earlier checkpoint is replaced
-    assert (run / "model.json").is_file()
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["file", "notes", "run"]  # no temp left
-
-
 def test_fit_rejects_bad_log_every_and_empty_training_set():
     data = ToyDataset(4, np.random.default_rng(0))
     cfg = TrainConfig(steps=1, batch_size=2)
     with pytest.raises(ValueError, match="log_every"):
-        fit(_model(**SMALL), data, cfg, log_every=0)
+        TrainConfig(log_every=0)
     with pytest.raises(ValueError, match="no training samples"):
         fit(_model(**SMALL), data, cfg, train_indices=[])
 
@@ -161,7 +136,7 @@ def test_fit_learns_a_separable_toy_task():
     # the recipe before the generalization defaults (a plain dataset cannot be augmented)
     cfg = TrainConfig(steps=40, batch_size=16, crop_events=64, lr=1e-2, warmup_steps=4, buckets=(64, 128),
                       augment="none", cutmix=0.0, label_smoothing=0.0, sampling="uniform")
-    hist = fit(model, ds, cfg, log_every=10)
+    hist = fit(model, ds, cfg.replace(log_every=10))
     after = evaluate(model, ds, batch_size=16, buckets=(128,))
     assert hist["train"][-1]["loss"] < hist["train"][0]["loss"]
     assert after["loss"] < before["loss"]

@@ -1,0 +1,215 @@
+"""The body of ``eventssm train`` after the option checks: data, checks before compiling,
+``fit`` with progress on the terminal, and the end-of-run report (imports JAX)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import click
+
+from eventssm.cli._common import fail, os_error_message
+
+
+class _Progress:
+    """``fit`` callbacks: a tqdm bar when stderr is a terminal, periodic lines otherwise."""
+
+    def __init__(self, total: int):
+        self.total = total
+        self.bar = None
+        self.tty = sys.stderr.isatty()
+
+    def _echo(self, line: str) -> None:
+        if self.bar is not None:
+            self.bar.write(line, file=sys.stderr)
+        else:
+            click.echo(line)
+
+    def note(self, message: str) -> None:
+        self._echo(message)
+
+    def compiling(self) -> None:
+        self._t = time.perf_counter()
+        self._echo("compiling the training step (the first step includes it)...")
+
+    def compiled(self, seconds: float) -> None:
+        self._echo(f"compiled in {seconds:.1f} s")
+        if self.tty:
+            from tqdm import tqdm
+
+            # a terminal that reports 0 columns (e.g. under `script`) would get an empty bar
+            width = None if shutil.get_terminal_size((100, 24)).columns > 0 else 100
+            self.bar = tqdm(total=self.total, initial=self._start, unit="step", file=sys.stderr, ncols=width,
+                            dynamic_ncols=width is None)
+            self.bar.update(1)
+
+    def started(self, first_step: int, last_step: int) -> None:
+        self._start = first_step - 1
+
+    def stepped(self, step: int, m: dict) -> None:
+        if self.bar is not None and step > self._start + 1:
+            self.bar.set_postfix(loss=f"{m['loss']:.3f}", acc=f"{m['accuracy']:.2f}",
+                                 tok_s=f"{m['tokens_per_s']:,.0f}", refresh=False)
+            self.bar.update(1)
+
+    def logged(self, r: dict) -> None:
+        if self.bar is None:
+            speed = "" if r["tokens_per_s"] is None else (
+                f"  {r['tokens_per_s']:,.0f} tok/s  data wait {100 * r['data_wait']:.0f} %")
+            click.echo(f"step {r['step']:5d}  loss {r['loss']:.4f}  acc {r['accuracy']:.3f}  |g| {r['grad_norm']:.2f}"
+                       + speed)
+
+    def validated(self, r: dict) -> None:
+        mark = "  (best)" if r["best_step"] == r["step"] else ""
+        self._echo(f"step {r['step']:5d}  validation accuracy {r['accuracy']:.3f}  loss {r['loss']:.4f}"
+                   f" on {r['n']} samples{mark}")
+
+    def saved(self, step: int, path: Path, seconds: float) -> None:
+        pass
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+
+def _write_json(path: Path, data) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(data, indent=2, sort_keys=True))
+    os.replace(tmp, path)
+
+
+def run_training(cache: Path, out: Path, *, resume: bool, overwrite: bool, clear, stop, given: list[str],
+                 devices: int | None, model_args: dict, train_args: dict) -> None:
+    import jax
+    import numpy as np
+    from flax import nnx
+
+    from eventssm.models.classifier import EventClassifier
+    from eventssm.models.presets import get_preset
+    from eventssm.tokenizers.dataset import DatasetError, TokenDataset
+    from eventssm.train import CheckpointError, RunCheckpoints, RunSpec, TrainConfig, fit
+    from eventssm.train.data import split_by_source
+    from eventssm.train.interrupt import Interrupted
+    from eventssm.train.parallel import make_mesh
+    from eventssm.train.plot import plot_run
+    from eventssm.train.preflight import PreflightError, check_classes, check_devices, check_disk, check_lengths
+
+    try:
+        ds = TokenDataset(cache)
+        if resume:
+            ckpt = RunCheckpoints(out, read_only=True)
+            try:
+                step, notes = ckpt.latest_good()
+                if step is None:
+                    fail(f"{out}: no intact checkpoint to resume from ({'; '.join(notes) or 'none saved'})")
+                spec = RunSpec.from_dict(ckpt.read_meta(step).get("spec") or {}, where=str(ckpt.step_dir(step)))
+            finally:
+                ckpt.close()
+            if given:
+                click.echo(f"--resume continues with the run's stored configuration; ignored: {', '.join(given)}")
+            spec.check_compatible(ds, where=str(cache), run=str(out))
+            config, tcfg = spec.model, spec.train
+        else:
+            n_classes = len(ds.class_names)
+            if n_classes < 2 or np.any(np.asarray(ds.labels) < 0):
+                fail(f"{cache}: training needs a labelled cache with at least two classes")
+            margs = {k: v for k, v in model_args.items() if v is not None}
+            preset, layer = margs.pop("preset"), margs.pop("layer")
+            config = get_preset(preset, layer, vocab_size=ds.vocab_size, n_classes=n_classes, **margs)
+            tcfg = TrainConfig(**train_args)
+            spec = RunSpec.for_dataset(ds, config, tcfg)
+        tr, va = split_by_source(ds.labels, ds.source_index, tcfg.val_fraction, np.random.default_rng(tcfg.seed))
+        if len(tr) == 0:
+            fail(f"{cache}: --val-fraction {tcfg.val_fraction:g} leaves no recording for training")
+        notes = check_classes(ds.labels, tr, ds.class_names, where=str(cache))
+        if tcfg.crop_events > max(tcfg.buckets):
+            raise PreflightError(f"--crop-events {tcfg.crop_events} is above the largest padded length "
+                                 f"{max(tcfg.buckets)}")
+        check_lengths(ds.lengths, va, tcfg.buckets, what="validation", where=str(cache))
+        mesh = make_mesh(devices)
+        check_devices(tcfg, mesh.devices.size)
+    except (DatasetError, CheckpointError, PreflightError, ValueError) as exc:
+        fail(str(exc))
+    model = EventClassifier(config, rngs=nnx.Rngs(params=tcfg.seed, dropout=tcfg.seed + 1))
+    n_params = sum(int(np.prod(p.shape)) for p in jax.tree_util.tree_leaves(nnx.state(model, nnx.Param)))
+    try:
+        check_disk(out, n_params, tcfg)
+    except PreflightError as exc:
+        fail(str(exc))
+    if stop.requested:
+        click.echo("interrupted before the first step; nothing saved", err=True)
+        raise SystemExit(130) from None
+    try:
+        if overwrite:
+            clear(out)
+        out.mkdir(parents=True, exist_ok=True)
+        if not resume:
+            _write_json(out / "run.json", spec.to_dict())
+    except OSError as exc:
+        fail(f"{out}: {os_error_message(exc)}")
+    for n in notes:
+        click.echo(f"note: {n}")
+    if not len(va):
+        click.echo("no validation split (--val-fraction 0 or one recording per class): the last checkpoint is "
+                   "the model; nothing guards against overfitting")
+    name = f"{model_args['preset']} {config.layer}" if not resume else f"{config.layer}"
+    click.echo(f"{cache}: {len(ds)} samples, {len(spec.class_names)} classes, vocabulary {ds.vocab_size}; "
+               f"train {len(tr)} / val {len(va)}; {name}, {n_params:,} parameters; "
+               f"{mesh.devices.size} {mesh.devices.flat[0].platform} device(s)")
+    progress = _Progress(tcfg.steps)
+    try:
+        history = fit(model, ds, tcfg, train_indices=tr, val_indices=va if len(va) else None, run=out, spec=spec,
+                      resume=resume, devices=devices, callbacks=progress, stop=stop)
+    except Interrupted as exc:
+        progress.close()
+        click.echo(f"interrupted at step {exc.step}; saved {out}, continue with --resume", err=True)
+        sys.stdout.flush()
+        raise SystemExit(130) from None
+    except (CheckpointError, PreflightError, ValueError) as exc:
+        progress.close()
+        fail(str(exc))
+    except OSError as exc:
+        progress.close()
+        fail(f"{out}: checkpoint not saved: {os_error_message(exc)}")
+    progress.close()
+    if len(va):
+        _calibrate(model, ds, va, tcfg, out)
+    _report(history, out, spec, plot_run)
+
+
+def _calibrate(model, ds, va, tcfg, out: Path) -> None:
+    """Temperature scaling of the model ``fit`` ended with (the best by validation), fitted on
+    the validation split and written to ``out/calibration.json`` (read by ``classify``)."""
+    from eventssm.train.calibrate import calibration_report, collect_logits, write_calibration
+
+    logits, labels, _ = collect_logits(model, ds, indices=va, batch_size=tcfg.batch_size, buckets=tcfg.buckets)
+    calibration = calibration_report(logits, labels)
+    try:
+        write_calibration(out, calibration)
+    except OSError as exc:
+        fail(f"{out}: calibration not saved: {os_error_message(exc)}")
+    click.echo(f"temperature {calibration['temperature']:.3f} fitted on the validation split: "
+               f"ECE ({calibration['ece_bins']} bins) {calibration['ece_before']:.3f} -> "
+               f"{calibration['ece_after']:.3f}, NLL {calibration['nll_before']:.3f} -> "
+               f"{calibration['nll_after']:.3f}")
+
+
+def _report(history: dict, out: Path, spec, plot_run) -> None:
+    val = history["val"]
+    if val:
+        best = next(r for r in val if r["step"] == history["best_step"])
+        click.echo(f"best validation accuracy {best['accuracy']:.3f} (loss {best['loss']:.4f}) at step "
+                   f"{best['step']}: `evaluate`/`classify` load it (--last: step {history['last_step']})")
+        if "recordings_accuracy" in best:
+            click.echo(f"validation accuracy by recording {best['recordings_accuracy']:.3f}")
+    try:
+        pictures = plot_run(out, spec.class_names)
+        click.echo("pictures: " + ", ".join(str(p) for p in pictures))
+    except (OSError, ValueError) as exc:
+        click.echo(f"note: pictures not drawn: {exc}", err=True)
+    click.echo(f"saved {out} ({history['seconds']:.1f} s)")
