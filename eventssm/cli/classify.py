@@ -11,6 +11,7 @@ import csv
 import io
 import json
 import os
+import sys
 from pathlib import Path
 
 import click
@@ -78,17 +79,21 @@ def classify(run: Path, files: tuple[Path, ...], top: int, stream_every: int, as
     cal = f" (calibrated, T={info.temperature:.3g})" if info.temperature is not None else ""
     failed = len(errors)
     results = []
+    say = _Lines(len(good))
     for path in good:
         try:
             pred = predictor.predict_file(path, stream_every=stream_every)
         except KeyboardInterrupt:
+            say.close()
             fail("interrupted" + (f"; {output} was not written" if output is not None else ""), code=130)
         except (EventFileError, PredictError) as exc:
-            click.echo(f"error: {exc}", err=True)
+            say(f"error: {exc}", err=True)
             failed += 1
             continue
+        finally:
+            say.advance()
         if pred.note:
-            click.echo(f"note: {pred.note}", err=True)
+            say(f"note: {pred.note}", err=True)
         row = {"file": str(path), "events": pred.n_events, "samples": pred.n_samples,
                "label": pred.label, "probability": round(pred.probability, 4), "calibrated": pred.calibrated,
                "top": [{"class": c, "p": round(p, 4)} for c, p in pred.top(top)]}
@@ -96,18 +101,51 @@ def classify(run: Path, files: tuple[Path, ...], top: int, stream_every: int, as
             row["stream"] = [{"events": k, "class": c} for k, c in pred.stream]
         results.append(row)
         if as_json:
-            click.echo(json.dumps(row))
+            say(json.dumps(row))
         else:
             tops = ", ".join(f"{t['class']} {t['p']:.3f}" for t in row["top"])
             sliced = f", {pred.n_samples} slices" if pred.n_samples > 1 else ""
-            click.echo(f"{path}: {tops}  ({pred.n_events:,} events{sliced}){cal}")
+            say(f"{path}: {tops}  ({pred.n_events:,} events{sliced}){cal}")
             for s in row.get("stream", []):
-                click.echo(f"    after {s['events']:>8,} events: {s['class']}")
+                say(f"    after {s['events']:>8,} events: {s['class']}")
+    say.close()
     if output is not None and results:
         _write_results(output, results)
         click.echo(f"wrote {output} ({len(results)} recordings)", err=True)
     if failed:
         raise SystemExit(1)
+
+
+def _progress_wanted(n_files: int) -> bool:
+    """A progress bar for several files, only when stderr is a terminal (never in pipes or logs)."""
+    return n_files > 1 and sys.stderr.isatty()
+
+
+class _Lines:
+    """Prints result lines; with several files on a terminal, a tqdm bar (files done, ETA) on
+    stderr stays below them."""
+
+    def __init__(self, n_files: int):
+        self.bar = None
+        if _progress_wanted(n_files):
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=n_files, unit="file", file=sys.stderr, leave=False, dynamic_ncols=True, mininterval=0)
+
+    def __call__(self, line: str, err: bool = False) -> None:
+        if self.bar is not None:
+            self.bar.write(line, file=sys.stderr if err else sys.stdout)
+        else:
+            click.echo(line, err=err)
+
+    def advance(self) -> None:
+        if self.bar is not None:
+            self.bar.update(1)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
 
 
 def _check_output(output: Path, overwrite: bool) -> None:

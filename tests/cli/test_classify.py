@@ -116,6 +116,21 @@ def test_folder_slices_and_combines_like_evaluate(ws):
     assert evaluate(model, ds, batch_size=64, buckets=(64,))["recordings"]["confusion"] == confusion.tolist()
 
 
+def test_progress_bar_on_a_terminal_keeps_every_result_line(ws, monkeypatch):
+    """With several files on a terminal, a bar counts files on stderr; stdout still has one
+    JSON row per file (equal to the run without the bar)."""
+    import eventssm.cli.classify as cli_classify
+
+    root, files = ws
+    plain = _classify(root / "run", root / "raw", "--json")
+    monkeypatch.setattr(cli_classify, "_progress_wanted", lambda n: n > 1)
+    r = _classify(root / "run", root / "raw", "--json")
+    assert r.exit_code == 0, r.output
+    assert r.stdout == plain.stdout and len(r.stdout.splitlines()) == len(files)
+    assert f"{len(files)}/{len(files)}" in r.stderr and "file" in r.stderr
+    assert f"{len(files)}/{len(files)}" not in plain.stderr
+
+
 def test_output_csv_and_json(ws, tmp_path):
     root, files = ws
     out = tmp_path / "res.csv"
