@@ -139,9 +139,8 @@ def _finish(rec: Recording, spec: FormatSpec, p: Path, allow_empty: bool) -> Rec
     # meta["format"] / meta["path"] always name the reader and the file actually read; values
     # stored in the file's own meta (a recording re-saved by write_events) move to source_*
     for key, value in (("format", spec.name), ("path", str(p))):
-        stored = rec.meta.get(key)
-        if stored is not None and stored != value:
-            rec.meta.setdefault(f"source_{key}", stored)
+        if key in rec.meta and rec.meta[key] != value:  # a stored None is kept too
+            rec.meta.setdefault(f"source_{key}", rec.meta[key])
         rec.meta[key] = value
     return rec
 

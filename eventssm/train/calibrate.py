@@ -219,14 +219,10 @@ def collect_logits(
         ``(logits (K, C) float64, labels (K,) int64, index (K,) int64)``: ``index`` holds the
         dataset index of each row (rows are grouped by length, not in ``indices`` order).
     """
-    import jax.numpy as jnp
-
-    from eventssm.train.data import batches
-    from eventssm.train.loop import _eval_step
+    from eventssm.train.loop import eval_batches
 
     out_z, out_y, out_i = [], [], []
-    for b in batches(dataset, batch_size, indices=indices, buckets=buckets, shuffle=False):
-        res = _eval_step(model, b.tokens, b.dt, b.mask, jnp.asarray(b.labels))
+    for b, res in eval_batches(model, dataset, indices=indices, batch_size=batch_size, buckets=buckets):
         out_z.append(np.asarray(res["logits"], np.float64))
         out_y.append(np.asarray(b.labels, np.int64))
         out_i.append(np.asarray(b.index, np.int64))

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import jax
@@ -11,6 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from eventssm.tokenizers.batching import Batch
 from eventssm.train.augment import TokenAugment, recipe
 from eventssm.train.config import TrainConfig
 from eventssm.train.data import batches
@@ -19,6 +20,15 @@ from eventssm.train.steps import eval_step
 log = logging.getLogger(__name__)
 
 _eval_step = nnx.jit(eval_step)  # one compiled function per input shape, shared by every call
+
+
+def eval_batches(model, dataset, *, indices: Sequence[int] | None = None, batch_size: int = 16,
+                 buckets: Sequence[int] | None = None) -> Iterator[tuple[Batch, dict[str, Any]]]:
+    """``(batch, eval_step outputs)`` over whole samples (no crops, dropout off), grouped by
+    length so little is padded; :func:`evaluate` and
+    :func:`~eventssm.train.calibrate.collect_logits` read the model through it."""
+    for b in batches(dataset, batch_size, indices=indices, buckets=buckets, shuffle=False):
+        yield b, _eval_step(model, b.tokens, b.dt, b.mask, jnp.asarray(b.labels))
 
 
 def evaluate(
@@ -48,8 +58,7 @@ def evaluate(
     confusion = np.zeros((n_classes, n_classes), np.int64)
     total_loss, n = 0.0, 0
     rows, log_probs, true = [], [], []
-    for b in batches(dataset, batch_size, indices=indices, buckets=buckets, shuffle=False):
-        out = _eval_step(model, b.tokens, b.dt, b.mask, jnp.asarray(b.labels))
+    for b, out in eval_batches(model, dataset, indices=indices, batch_size=batch_size, buckets=buckets):
         pred = np.asarray(out["pred"])
         np.add.at(confusion, (np.asarray(b.labels), pred), 1)
         total_loss += float(out["loss"]) * len(pred)
