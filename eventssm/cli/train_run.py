@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import sys
 import time
@@ -78,9 +77,9 @@ class _Progress:
 
 
 def _write_json(path: Path, data) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=True))
-    os.replace(tmp, path)
+    from eventssm.io.writers import write_bytes_atomic
+
+    write_bytes_atomic(path, json.dumps(data, indent=2, sort_keys=True).encode())
 
 
 def run_training(cache: Path, out: Path, *, resume: bool, overwrite: bool, clear, stop, given: list[str],

@@ -194,14 +194,10 @@ def calibration_report(logits: np.ndarray, labels: np.ndarray) -> dict[str, Any]
 
 def write_calibration(folder: str | os.PathLike, report: dict[str, Any]) -> Path:
     """Write ``report`` as ``folder/calibration.json`` (temporary file, then rename)."""
-    dest = Path(folder) / CALIBRATION_FILE
-    tmp = dest.with_name(f".{dest.name}.tmp{os.getpid()}")
-    try:
-        tmp.write_text(json.dumps(report, indent=2, sort_keys=True) + "\n")
-        os.replace(tmp, dest)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return dest
+    from eventssm.io.writers import write_bytes_atomic
+
+    text = json.dumps(report, indent=2, sort_keys=True) + "\n"
+    return write_bytes_atomic(Path(folder) / CALIBRATION_FILE, text.encode())
 
 
 def collect_logits(

@@ -24,9 +24,10 @@ def _pyplot():
 
 def _save(fig, path: Path) -> Path:
     """Write atomically (temporary file, then rename)."""
-    tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
-    fig.savefig(tmp, dpi=110)
-    os.replace(tmp, path)
+    from eventssm.outputs import atomic_output
+
+    with atomic_output(path, suffix=path.suffix) as tmp:
+        fig.savefig(tmp, dpi=110)
     return path
 
 
