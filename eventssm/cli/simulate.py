@@ -9,8 +9,9 @@ import click
 
 from eventssm.cli._common import FiniteFloatRange, fail, os_error_message, parse_size
 
-# format name -> file extension; the encoder is looked up in eventssm.sim.export
-FORMATS = {"h5": ".h5", "npz": ".npz", "evt2": ".raw", "evt3": ".raw", "dat": ".dat", "aedat3": ".aedat"}
+# the --format values; eventssm.io.write_events writes each (h5: the hdf5 format), the file
+# extension is its FormatSpec's first
+FORMATS = ("aedat3", "dat", "evt2", "evt3", "h5", "npz")
 
 #: x and y are int16 in EVENT_DTYPE
 MAX_SIDE = 32767
@@ -24,7 +25,7 @@ MAX_PIXEL_FRAMES = 1 << 28
 @click.option("--per-class", type=click.IntRange(min=1), default=4, show_default=True, help="Recordings per class.")
 @click.option("--size", default="64x64", show_default=True, help="Sensor size WxH.")
 @click.option("--classes", default=None, help="Comma-separated subset of the classes (default: all).")
-@click.option("--format", "fmt", type=click.Choice(sorted(FORMATS)), default="h5", show_default=True,
+@click.option("--format", "fmt", type=click.Choice(FORMATS), default="h5", show_default=True,
               help="File format to write (several readers can then be tried on the same data).")
 @click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True,
               help="Seed of the np.random.Generator.")
@@ -62,9 +63,10 @@ def simulate(out_dir: Path, per_class: int, size: str, classes: str | None, fmt:
 
     import numpy as np
 
+    from eventssm.io import write_events
+    from eventssm.io.writers import format_extension
     from eventssm.outputs import OutputError, atomic_output, check_output
     from eventssm.sim import make_sample
-    from eventssm.sim.export import write_recording
 
     if out_dir.exists() and not out_dir.is_dir():
         fail(f"{out_dir}: exists and is a file, not a folder; give a new folder")
@@ -75,6 +77,8 @@ def simulate(out_dir: Path, per_class: int, size: str, classes: str | None, fmt:
         fail(str(exc))
     except OSError as exc:
         fail(f"{out_dir}: cannot create the output folder ({exc.strerror or exc})")
+    io_fmt = "hdf5" if fmt == "h5" else fmt
+    ext = format_extension(io_fmt)
     rng = np.random.default_rng(seed)
     n = 0
     # every file goes into a temporary folder beside OUT_DIR, renamed to OUT_DIR at the end:
@@ -83,10 +87,10 @@ def simulate(out_dir: Path, per_class: int, size: str, classes: str | None, fmt:
         for name in names:
             for i in range(per_class):
                 rec = make_sample(name, rng, size=(w, h), n_frames=frames, duration_us=duration_us)
-                rel = Path(name) / f"{name}_{i:03d}{FORMATS[fmt]}"
+                rel = Path(name) / f"{name}_{i:03d}{ext}"
                 try:
                     (tmp / name).mkdir(exist_ok=True)
-                    write_recording(tmp / rel, rec, fmt)
+                    write_events(tmp / rel, rec, format=io_fmt)
                 except OSError as exc:
                     fail(os_error_message(exc, out_dir / rel).replace(str(tmp), str(out_dir)))
                 except ValueError as exc:  # an encoder's limit, e.g. the sensor is too large for EVT 2.0

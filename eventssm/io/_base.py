@@ -45,7 +45,7 @@ class FormatSpec:
             run). False (the default): the caller validates every event.
         encode: ``encode(recording) -> bytes``, the whole file in this format (the inverse of
             ``read``, written beside it), or ``None`` when eventssm does not write the format.
-            :func:`eventssm.sim.export.write_recording` looks encoders up here.
+            :func:`eventssm.io.write_events` looks encoders up here (the one dispatch).
     """
 
     name: str

@@ -10,7 +10,12 @@ carry checksums (damaged files are detected instead of misread).
 ``y``, ``t``, ``p`` (the ``EVENT_DTYPE`` columns), ``sensor_size`` int64[3] and ``meta`` (a
 0-d unicode array holding JSON).
 
-Both writers write a temporary file in the destination folder and rename it over the target
+Every other format a reader module registers with an ``encode`` on its
+:class:`~eventssm.io.FormatSpec` (``evt2``, ``evt3``, ``dat``, ``aedat3``, ``aedat4``) is written
+as the bytes that encoder returns: :func:`write_events` is the one place that dispatches on the
+format (``eventssm simulate`` and :mod:`eventssm.sim.export` call it).
+
+Every writer writes a temporary file in the destination folder and renames it over the target
 only when complete, so an error never leaves a half-written file nor clobbers an existing one.
 """
 
@@ -84,6 +89,45 @@ def _write_npz(tmp: Path, rec: Recording, compression: str | None) -> None:
         save(f, **arrays)
 
 
+def writable_formats() -> tuple[str, ...]:
+    """The formats :func:`write_events` writes: ``hdf5``, ``npz`` and every registered format
+    with an encoder, in registration order."""
+    from eventssm.io._base import formats
+
+    return ("hdf5", "npz", *(n for n, s in formats().items() if s.encode is not None))
+
+
+def format_extension(fmt: str) -> str:
+    """The file extension of a written ``fmt`` file: the first its FormatSpec lists
+    (``hdf5`` → ``.h5``, ``evt2``/``evt3`` → ``.raw``, ``aedat3`` → ``.aedat``)."""
+    from eventssm.io._base import formats
+
+    spec = formats().get(fmt)
+    if spec is None or fmt not in writable_formats():
+        raise ValueError(f"eventssm does not write format {fmt!r}; it writes "
+                         f"{', '.join(writable_formats())}")
+    return spec.extensions[0]
+
+
+def encode_events(recording: Recording, fmt: str) -> bytes:
+    """``recording`` as the bytes of a whole ``fmt`` file, by the encoder registered beside
+    the format's reader (``FormatSpec.encode``: ``evt2``, ``evt3``, ``dat``, ``aedat3``,
+    ``aedat4``); ValueError for a format without one, or events the format cannot hold."""
+    from eventssm.io._base import formats
+
+    spec = formats().get(fmt)
+    if spec is None or spec.encode is None:
+        raise ValueError(f"no raw encoder for format {fmt!r}")
+    return spec.encode(recording)
+
+
+def _write_encoded(fmt: str):
+    def write(tmp: Path, rec: Recording, compression: str | None) -> None:
+        tmp.write_bytes(encode_events(rec, fmt))  # compression: the format's own, if any
+
+    return write
+
+
 def write_events(
     path: str | os.PathLike,
     recording: Recording,
@@ -98,39 +142,43 @@ def write_events(
             ``.npz`` → npz) unless ``format`` is given.
         recording: events of ``EVENT_DTYPE`` (validated against its ``sensor_size`` first;
             empty recordings are allowed). ``meta`` must be JSON-compatible: numpy scalars and
-            arrays are stored as numbers and lists, and tuples come back as lists.
-        format: ``"hdf5"`` or ``"npz"``.
+            arrays are stored as numbers and lists, and tuples come back as lists (the raw
+            formats keep no meta).
+        format: ``"hdf5"``, ``"npz"`` or a format with a registered encoder (``evt2``,
+            ``evt3``, ``dat``, ``aedat3``, ``aedat4``; :func:`writable_formats`).
         compression: HDF5 filter (``"gzip"``, ``"lzf"``) or ``None``; for npz any value other
-            than ``None`` means ``numpy.savez_compressed``.
+            than ``None`` means ``numpy.savez_compressed``; the raw formats ignore it.
 
     Returns:
         The destination path.
 
     Raises:
-        ValueError: unknown format or extension, or meta that JSON cannot hold.
+        ValueError: unknown format or extension, meta that JSON cannot hold, or events the
+            raw format cannot hold (e.g. a sensor too large for EVT 2.0).
         EventFileError: events that break the event contract.
         OSError: the destination folder is not writable (nothing is left behind).
     """
     dest = Path(path)
     fmt = format if format is not None else _EXT.get(dest.suffix.lower())
-    if fmt not in ("hdf5", "npz"):
+    writers = {"hdf5": _write_hdf5, "npz": _write_npz}
+    if fmt is None or (fmt not in writers and fmt not in writable_formats()):
         raise ValueError(
-            f"cannot write {dest.name!r}: use a .h5/.hdf5/.npz extension or format='hdf5'|'npz'"
+            f"cannot write {dest.name!r}: use a .h5/.hdf5/.npz extension or format= one of "
+            f"{', '.join(writable_formats())}"
         )
+    write = writers.get(fmt) or _write_encoded(fmt)
     if recording.events.dtype != EVENT_DTYPE:
         raise ValueError(f"events have dtype {recording.events.dtype}, expected {EVENT_DTYPE}")
     validate_events(recording.events, recording.sensor_size, path=dest, allow_empty=True)
-    try:
-        meta_json(recording.meta)
-    except (TypeError, ValueError) as exc:
-        raise ValueError(f"cannot store meta: {exc}") from None
+    if fmt in writers:  # the raw formats keep no meta
+        try:
+            meta_json(recording.meta)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"cannot store meta: {exc}") from None
     from eventssm.outputs import atomic_output
 
     with atomic_output(dest) as tmp:  # renamed at the end; removed on any error or interrupt
-        if fmt == "hdf5":
-            _write_hdf5(tmp, recording, compression)
-        else:
-            _write_npz(tmp, recording, compression)
+        write(tmp, recording, compression)
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
     return dest

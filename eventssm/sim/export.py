@@ -1,8 +1,10 @@
 """Write a Recording in any format eventssm can encode, atomically (temp file, then rename).
 
-``h5`` / ``npz`` use :func:`eventssm.io.write_events`; the raw sensor formats use the pure-numpy
-encoder registered beside each reader on its :class:`~eventssm.io.FormatSpec` (``encode``: evt2,
-evt3, dat, aedat3), so a simulated dataset can exercise every decoder.
+A thin layer over :func:`eventssm.io.writers.write_events`, the one place that dispatches on
+the format (``h5`` / ``npz`` containers, and the pure-numpy encoder registered beside each raw
+reader on its :class:`~eventssm.io.FormatSpec`: evt2, evt3, dat, aedat3, aedat4), so a
+simulated dataset can exercise every decoder. ``h5`` is the name ``eventssm simulate`` uses for
+the ``hdf5`` format.
 """
 
 from __future__ import annotations
@@ -11,27 +13,15 @@ import os
 from pathlib import Path
 
 from eventssm.events import Recording
+from eventssm.io.writers import encode_events, write_events
 
 
 def encode(rec: Recording, fmt: str) -> bytes:
-    """Encode ``rec`` as raw bytes of ``fmt`` (a format whose FormatSpec has an ``encode``:
-    ``evt2``, ``evt3``, ``dat`` or ``aedat3``)."""
-    from eventssm.io import formats
-
-    spec = formats().get(fmt)
-    if spec is None or spec.encode is None:
-        raise ValueError(f"no raw encoder for format {fmt!r}")
-    return spec.encode(rec)
+    """Encode ``rec`` as raw bytes of ``fmt`` (:func:`eventssm.io.writers.encode_events`)."""
+    return encode_events(rec, fmt)
 
 
 def write_recording(path: str | os.PathLike, rec: Recording, fmt: str) -> Path:
-    """Write ``rec`` to ``path`` as ``fmt`` (``h5``, ``npz``, ``evt2``, ``evt3``, ``dat``, ``aedat3``)."""
-    path = Path(path)
-    if fmt in ("h5", "npz"):
-        from eventssm.io import write_events
-
-        write_events(path, rec, format="hdf5" if fmt == "h5" else "npz")
-        return path
-    from eventssm.io.writers import write_bytes_atomic
-
-    return write_bytes_atomic(path, encode(rec, fmt))
+    """Write ``rec`` to ``path`` as ``fmt`` (``h5``, ``npz``, ``evt2``, ``evt3``, ``dat``,
+    ``aedat3``, ``aedat4``) through :func:`~eventssm.io.writers.write_events`."""
+    return write_events(path, rec, format="hdf5" if fmt == "h5" else fmt)

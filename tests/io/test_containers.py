@@ -576,3 +576,30 @@ def test_structured_npy_takes_the_text_readers_column_aliases(tmp_path, t_name, 
     b = read_events(tmp_path / "ev.csv", sensor_size=(4, 4, 2)).events
     assert a["t"].tolist() == b["t"].tolist() == [10, 25]
     assert a["p"].tolist() == b["p"].tolist() == [True, False]
+
+
+@pytest.mark.parametrize("fmt", ["evt2", "evt3", "dat", "aedat3", "aedat4"])
+def test_write_events_raw_formats_through_the_registered_encoder(tmp_path, fmt):
+    """write_events is the one format dispatch: a raw format's file is exactly the bytes of
+    the encoder registered on its FormatSpec, and reads back to the same events."""
+    from eventssm.io import formats
+
+    rec = Recording(_events(500, seed=3), (64, 48, 2), {})
+    ext = writers.format_extension(fmt)
+    p = write_events(tmp_path / f"r{ext}", rec, format=fmt)
+    assert p.read_bytes() == formats()[fmt].encode(rec) == writers.encode_events(rec, fmt)
+    back = read_events(p, format=fmt)
+    for field in ("x", "y", "t", "p"):
+        np.testing.assert_array_equal(back.events[field], rec.events[field])
+    assert [q.name for q in tmp_path.iterdir()] == [p.name]
+    assert set(writers.writable_formats()) >= {"hdf5", "npz", fmt}
+
+
+def test_write_events_refuses_a_format_without_encoder(tmp_path):
+    rec = Recording(_events(10), (64, 48, 2), {})
+    for bad in ("aedat2", "nmnist", "nope"):
+        with pytest.raises(ValueError, match="cannot write"):
+            write_events(tmp_path / "x.bin", rec, format=bad)
+    with pytest.raises(ValueError, match="does not write"):
+        writers.format_extension("csv")
+    assert not list(tmp_path.iterdir())
