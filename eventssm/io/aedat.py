@@ -497,8 +497,37 @@ def _decode3(path, buf, offsets, counts, overflows, sensor, base_offset):
     return _trim(out, n), n_invalid
 
 
+def _walk3(path, header_at, start: int, end: int) -> Iterator[tuple]:
+    """The packet walk of an AEDAT 3.1 file, shared by :func:`read_aedat3` and
+    :func:`iter_aedat3`: yield ``(offset, eventType, eventSource, eventTSOverflow,
+    eventNumber, payload bytes)`` of every packet in file order.
+
+    Args:
+        path: the file, for errors.
+        header_at: ``header_at(offset)`` -> the (up to) 28 bytes of the packet header at that
+            file offset (a slice of the bytes in memory, or a read of the open file).
+        start, end: file offsets of the first packet and of the end of the data.
+
+    A truncated or corrupt packet header is an :class:`EventFileError` at its offset
+    (:func:`_packet3`).
+    """
+    hs = _AEDAT3_HEADER.size
+    pos = start
+    while pos < end:
+        hdr = header_at(pos)
+        if len(hdr) < hs:
+            raise EventFileError(
+                path, f"truncated AEDAT 3.1 packet header ({len(hdr)} of {hs} bytes)", pos)
+        etype, source, ovf, number, payload = _packet3(path, hdr, pos, end - pos - hs)
+        yield pos, etype, source, ovf, number, payload
+        pos += hs + payload
+
+
 def read_aedat3(path: str | os.PathLike, sensor_size: SensorSize | None = None) -> Recording:
     """Read an AEDAT 3.1 (cAER) file: polarity packets only.
+
+    The data is read with one ``readinto``, the packets found by :func:`_walk3` and all
+    polarity packets decoded by one kernel call (:func:`_decode3`).
 
     Args:
         path: the ``.aedat`` file.
@@ -514,26 +543,18 @@ def read_aedat3(path: str | os.PathLike, sensor_size: SensorSize | None = None) 
         sources, start = _header3(f, path)
         buf = _read_rest(f, path, start)
     mv = memoryview(buf)
+    hs = _AEDAT3_HEADER.size
     offsets, counts, overflows = [], [], []
     pol_sources = set()
-    pos, n_packets, skipped = 0, 0, 0
-    hs = _AEDAT3_HEADER.size
-    while pos < len(buf):
-        if len(buf) - pos < hs:
-            raise EventFileError(
-                path, f"truncated AEDAT 3.1 packet header ({len(buf) - pos} of {hs} bytes)",
-                start + pos)
-        etype, source, ovf, number, payload = _packet3(
-            path, mv[pos : pos + hs], start + pos, len(buf) - pos - hs)
+    n_packets = 0
+    for pos, etype, source, ovf, number, _ in _walk3(
+            path, lambda p: mv[p - start : p - start + hs], start, start + len(buf)):
         n_packets += 1
         if etype == _POLARITY_EVENT:
-            offsets.append(pos + hs)
+            offsets.append(pos - start + hs)
             counts.append(number)
             overflows.append(ovf)
             pol_sources.add(source)
-        else:
-            skipped += 1
-        pos += hs + payload
     if len(pol_sources) > 1:
         log.warning("%s: polarity packets from several sources %s are merged", path,
                     sorted(pol_sources))
@@ -541,7 +562,8 @@ def read_aedat3(path: str | os.PathLike, sensor_size: SensorSize | None = None) 
                               sensor_size)
     events, n_invalid = _decode3(path, buf, offsets, counts, overflows, sensor, start)
     meta = {"format": "aedat3", "camera": camera, "packets": n_packets,
-            "skipped_packets": skipped, "invalid_events": n_invalid, "header_bytes": start}
+            "skipped_packets": n_packets - len(offsets), "invalid_events": n_invalid,
+            "header_bytes": start}
     return Recording(events, sensor, meta)
 
 
@@ -550,46 +572,34 @@ def iter_aedat3(
 ) -> Iterator[Recording]:
     """Stream an AEDAT 3.1 file packet by packet in chunks of at most ``chunk_events`` events.
 
-    Memory: one packet plus one chunk. Concatenated chunks equal :func:`read_aedat3`.
+    The packets are found by the same walk as :func:`read_aedat3` (:func:`_walk3`), reading
+    each header from the file. Memory: one packet plus one chunk. Concatenated chunks equal
+    :func:`read_aedat3`.
     """
     path = Path(path)
     with open(path, "rb") as f:
         sources, start = _header3(f, path)
         size = _file_size(f)
         hs = _AEDAT3_HEADER.size
-        # the sensor is named by the first polarity packet's source: peek at packet headers
-        pol_source = None
-        pos = start
-        while pos < size and pol_source is None:
-            hdr = f.read(hs)
-            if len(hdr) < hs:
-                break
-            etype, source, _ovf, _n, payload = _packet3(path, hdr, pos, size - pos - hs)
-            if etype == _POLARITY_EVENT:
-                pol_source = source
-            pos += hs + payload
+
+        def header_at(pos: int) -> bytes:
             f.seek(pos)
+            return f.read(hs)
+
+        # the sensor is named by the first polarity packet's source: walk to it
+        pol_source = next((p[2] for p in _walk3(path, header_at, start, size)
+                           if p[1] == _POLARITY_EVENT), None)
         camera, sensor = _sensor3(path, sources, pol_source, sensor_size)
-        f.seek(start)
         meta = {"format": "aedat3", "camera": camera}
 
         def packets() -> Iterator[np.ndarray]:
-            pos = start
-            while pos < size:
-                hdr = f.read(hs)
-                if len(hdr) < hs:
-                    raise EventFileError(
-                        path, f"truncated AEDAT 3.1 packet header ({len(hdr)} of {hs} bytes)",
-                        pos)
-                etype, _src, ovf, number, payload = _packet3(path, hdr, pos, size - pos - hs)
-                if etype == _POLARITY_EVENT:
-                    buf = np.empty(payload, dtype=np.uint8)
-                    if f.readinto(buf) != payload:
-                        raise EventFileError(path, "file shrank while being read", pos)
-                    yield _decode3(path, buf, [0], [number], [ovf], sensor, pos + hs)[0]
-                else:
-                    f.seek(payload, 1)
-                pos += hs + payload
+            for pos, etype, _src, ovf, number, payload in _walk3(path, header_at, start, size):
+                if etype != _POLARITY_EVENT:
+                    continue
+                buf = np.empty(payload, dtype=np.uint8)  # header_at left f at the payload
+                if f.readinto(buf) != payload:
+                    raise EventFileError(path, "file shrank while being read", pos)
+                yield _decode3(path, buf, [0], [number], [ovf], sensor, pos + hs)[0]
 
         for ev in B.rechunk(packets(), chunk_events, reused=False):
             yield Recording(ev, sensor, dict(meta))

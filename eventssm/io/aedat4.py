@@ -292,18 +292,6 @@ class _Aedat4:
         return {"format": "aedat4", "camera": self.camera, "stream_id": self.stream_id,
                 "compression": _COMPRESSION[self.compression]}
 
-    def decode(self, packets: list[tuple[bytes, int, int, int]]) -> np.ndarray:
-        """Decode ``(body, vector_start, count, file_offset)`` packets into one event array."""
-        out = _alloc(sum(p[2] for p in packets))
-        k = 0
-        for body, vstart, count, offset in packets:
-            buf = np.frombuffer(body, dtype=np.uint8, count=16 * count, offset=vstart)
-            n, bad = _k.aedat4_events(buf, out[k:], self.sensor[0], self.sensor[1])
-            if bad >= 0:
-                self._outside(body, vstart, bad, offset)
-            k += n
-        return out
-
     def _outside(self, body, vstart: int, bad: int, offset: int):
         x, y = struct.unpack_from("<hh", body, vstart + 16 * bad + 8)
         raise EventFileError(
@@ -317,6 +305,108 @@ class _Aedat4:
         self._outside(body, vstart, bad, offset)
 
 
+#: compressed bytes one window of :func:`iter_aedat4` reads and walks (a bigger packet gets a
+#: window of its own size)
+ITER_WINDOW_BYTES = 1 << 20
+
+
+def _walk4(f, h: _Aedat4, window: int | None = None) -> Iterator[tuple]:
+    """The packet walk of an AEDAT 4.0 file, shared by :func:`read_aedat4` and
+    :func:`iter_aedat4`: the packet data is read in windows of whole packets, each walked by
+    one kernel call (:func:`kernels.aedat.aedat4_walk`, whose ``.py_func`` is the readable
+    reference). Yields ``(data, base, starts, sizes, n_packets)`` per window: its bytes
+    (uint8), their file offset, the body offsets (in ``data``) and sizes of its event-stream
+    packets, and the number of packets of every stream in it.
+
+    ``window=None``: one window, the whole data region (one ``readinto``). Otherwise windows
+    of about ``window`` bytes, cut before the first packet that does not fit; a packet larger
+    than ``window`` gets a window of its own. A corrupt packet header is an
+    :class:`EventFileError` at its offset (the checks of :meth:`_Aedat4.packet`), raised when
+    the walk reaches it.
+    """
+    declared = np.array(sorted(h.streams), dtype=np.int64)
+    stream = -(1 << 40) if h.stream_id is None else h.stream_id
+    pos, need = h.start, 0
+    while pos < h.end:
+        end = h.end if window is None else min(h.end, pos + max(window, need))
+        data = _read_span(f, h.path, pos, end)
+        starts, sizes, n_packets, bad = _k.aedat4_walk(data, stream, declared)
+        if bad >= 0 and (end == h.end or bad == 0):
+            # the same checks in Python: the message, or the size of a packet that only
+            # runs past this window
+            _, size = h.packet(bytes(data[bad : bad + 8]), pos + bad)
+            if end == h.end:
+                raise EventFileError(h.path, "corrupt AEDAT 4.0 packet header", pos + bad)
+            need = 8 + size
+            continue
+        yield data, pos, starts, sizes, n_packets
+        pos = end if bad < 0 else pos + bad
+        need = 0
+
+
+class _Events:
+    """A growing event output that decompressed ``EVTS`` packets are decoded into, one kernel
+    call each (:func:`kernels.aedat.aedat4_packet`); ``events()`` trims it."""
+
+    def __init__(self, capacity: int, sensor: SensorSize):
+        self.out = _alloc(capacity)
+        self.k = 0
+        self.width, self.height = sensor[0], sensor[1]
+
+    def decode(self, body) -> tuple[int, int]:
+        """Decode one packet body after the events so far (growing the output if needed):
+        the kernel's ``(n, code)``; the events count only when ``code`` is 0."""
+        buf = np.frombuffer(body, dtype=np.uint8)
+        m, code = _k.aedat4_packet(buf, self.out[self.k :], self.width, self.height)
+        if code == 3:
+            self.out = _grow(self.out, self.k, self.k + m)
+            m, code = _k.aedat4_packet(buf, self.out[self.k :], self.width, self.height)
+        if code == 0:
+            self.k += m
+        return m, code
+
+    def events(self) -> np.ndarray:
+        return _trim(self.out, self.k)
+
+
+def _decode_window(h: _Aedat4, data, base: int, starts, sizes, out: _Events,
+                   fast: bool) -> None:
+    """Decompress and decode the event packets of one walked window (:func:`_walk4`) into
+    ``out``.
+
+    ``fast``: an LZ4 frame of exactly one block without checksums or content size (what DV
+    writes for packets up to 64 KiB, located by :func:`kernels.aedat.lz4_single_blocks`) has
+    its block decompressed by ``lz4.block``. Every other packet, one the fast path cannot
+    decode, and every packet when not ``fast``, takes the checked path :func:`_decompress4`
+    (python-lz4 frames / zstandard), whose errors are reported.
+    """
+    mv = memoryview(data)
+    if fast and h.compression in (1, 2):  # one-block LZ4 frames: the block straight to liblz4
+        import lz4.block
+
+        block = lz4.block.decompress
+        boffs, blens, bmaxs = (x.tolist() for x in _k.lz4_single_blocks(data, starts, sizes))
+    else:
+        block = None
+        boffs = blens = bmaxs = [-1] * len(starts)
+    for a, size, bo, bl, bm in zip(starts.tolist(), sizes.tolist(), boffs, blens, bmaxs,
+                                   strict=True):
+        code = 1
+        if bl > 0:
+            try:
+                body = block(mv[bo : bo + bl], uncompressed_size=bm) if bm else mv[bo : bo + bl]
+            except Exception:  # lz4.block.LZ4BlockError: the checked path reports it
+                pass
+            else:
+                _, code = out.decode(body)
+        if code:  # the checked path: frame decompression, then the same kernel
+            offset = base + a - 8
+            body = _decompress4(h.path, mv[a : a + size], h.compression, offset)
+            m, code = out.decode(body)
+            if code:
+                h.fail_packet(body, m, offset)
+
+
 def _grow(out: np.ndarray, k: int, need: int) -> np.ndarray:
     """A bigger output holding ``out[:k]``: at least ``need`` events, at least doubled."""
     new = _alloc(max(2 * len(out), need))
@@ -327,21 +417,20 @@ def _grow(out: np.ndarray, k: int, need: int) -> np.ndarray:
 def read_aedat4(path: str | os.PathLike, sensor_size: SensorSize | None = None) -> Recording:
     """Read the polarity events of an AEDAT 4.0 (DV) file.
 
-    The data region is read with one ``readinto``; a numba pass walks the packet headers
-    (:func:`kernels.aedat.aedat4_walk`); each event packet is decompressed and decoded by
-    one kernel call (:func:`kernels.aedat.aedat4_packet`) into an output that starts at twice
-    the compressed bytes / 16 events (LZ4 halves DV's event packets) and doubles when full.
-    An LZ4 frame of exactly one block without checksums or content size (what DV writes for
-    packets up to 64 KiB) has its block
-    decompressed by ``lz4.block`` (located by :func:`kernels.aedat.lz4_single_blocks`;
-    on ``sample.aedat4``: 0.79 against 0.84 ms for ``lz4.frame.decompress`` alone, and half
-    the time of the whole read in one measurement interleaved with dv-processing, since
-    ``lz4.frame`` allocates and grows its output per packet when the frame gives no content
-    size); any other packet, or one that this path cannot decode, takes the checked path
-    :func:`_decompress4` (python-lz4 frames / zstandard), whose errors are reported. The fast
-    path does not verify the frame's header checksum byte. :func:`iter_aedat4` is the
-    readable packet-by-packet reference (python-lz4 / zstandard); the tests check that both
-    agree.
+    The data region is read with one ``readinto`` and walked by one numba pass over the
+    packet headers (:func:`_walk4`); each event packet is decompressed and decoded by one
+    kernel call (:func:`kernels.aedat.aedat4_packet`) into an output that starts at twice the
+    compressed bytes / 16 events (LZ4 halves DV's event packets) and doubles when full
+    (:func:`_decode_window` with its fast path). An LZ4 frame of exactly one block without
+    checksums or content size (what DV writes for packets up to 64 KiB) has its block
+    decompressed by ``lz4.block`` (on ``sample.aedat4``: 0.79 against 0.84 ms for
+    ``lz4.frame.decompress`` alone, and half the time of the whole read in one measurement
+    interleaved with dv-processing, since ``lz4.frame`` allocates and grows its output per
+    packet when the frame gives no content size); any other packet, or one that this path
+    cannot decode, takes the checked path :func:`_decompress4`, whose errors are reported.
+    The fast path does not verify the frame's header checksum byte. :func:`iter_aedat4`
+    decompresses every packet by the checked path (python-lz4 / zstandard): it is the
+    reference the tests compare this fast path with.
 
     Args:
         path: the ``.aedat4`` file.
@@ -353,90 +442,40 @@ def read_aedat4(path: str | os.PathLike, sensor_size: SensorSize | None = None) 
         ``packets``, ``skipped_packets`` (other streams).
     """
     path = Path(path)
+    out, n_packets, n_events = _Events(0, (0, 0)), 0, 0
     with open(path, "rb") as f:
         h = _Aedat4(f, path, sensor_size)
-        data = _read_span(f, path, h.start, h.end)
-    declared = np.array(sorted(h.streams), dtype=np.int64)
-    stream = -(1 << 40) if h.stream_id is None else h.stream_id
-    starts, sizes, n_packets, bad = _k.aedat4_walk(data, stream, declared)
-    if bad >= 0:  # the same checks in Python, for the message
-        h.packet(bytes(data[bad : bad + 8]), h.start + bad)
-        raise EventFileError(path, "corrupt AEDAT 4.0 packet header", h.start + bad)
-    mv = memoryview(data)
-    packed = int(sizes.sum())
-    out = _alloc((packed if h.compression == 0 else 2 * packed) // 16)
-    w, hh = h.sensor[0], h.sensor[1]
-    if h.compression in (1, 2):  # one-block LZ4 frames: the block straight to liblz4
-        import lz4.block
-
-        block = lz4.block.decompress
-        boffs, blens, bmaxs = (x.tolist() for x in _k.lz4_single_blocks(data, starts, sizes))
-    else:
-        block = None
-        boffs = blens = bmaxs = [-1] * len(starts)
-    k = 0
-
-    def decode(body) -> tuple[int, int]:
-        """Decode one decompressed packet at ``out[k:]`` (growing ``out`` if needed)."""
-        nonlocal out
-        buf = np.frombuffer(body, dtype=np.uint8)
-        m, code = _k.aedat4_packet(buf, out[k:], w, hh)
-        if code == 3:
-            out = _grow(out, k, k + m)
-            m, code = _k.aedat4_packet(buf, out[k:], w, hh)
-        return m, code
-
-    for a, size, bo, bl, bm in zip(starts.tolist(), sizes.tolist(), boffs, blens, bmaxs,
-                                   strict=True):
-        code = 1
-        if bl > 0:
-            try:
-                body = block(mv[bo : bo + bl], uncompressed_size=bm) if bm else mv[bo : bo + bl]
-            except Exception:  # lz4.block.LZ4BlockError: the checked path reports it
-                pass
-            else:
-                m, code = decode(body)
-        if code:  # the checked path: frame decompression, then the same kernel
-            offset = h.start + a - 8
-            body = _decompress4(path, mv[a : a + size], h.compression, offset)
-            m, code = decode(body)
-            if code:
-                h.fail_packet(body, m, offset)
-        k += m
+        for data, base, starts, sizes, n in _walk4(f, h):  # one window: the whole region
+            packed = int(sizes.sum())
+            out = _Events((packed if h.compression == 0 else 2 * packed) // 16, h.sensor)
+            _decode_window(h, data, base, starts, sizes, out, fast=True)
+            n_packets, n_events = n_packets + n, n_events + len(starts)
     meta = h.meta()
-    meta.update(packets=int(n_packets), skipped_packets=int(n_packets) - len(starts))
-    return Recording(_trim(out, k), h.sensor, meta)
+    meta.update(packets=int(n_packets), skipped_packets=int(n_packets) - n_events)
+    return Recording(out.events(), h.sensor, meta)
 
 
 def iter_aedat4(
     path: str | os.PathLike, chunk_events: int, sensor_size: SensorSize | None = None
 ) -> Iterator[Recording]:
-    """Stream an AEDAT 4.0 file packet by packet in chunks of at most ``chunk_events`` events.
+    """Stream an AEDAT 4.0 file in chunks of at most ``chunk_events`` events.
 
-    Memory: one (decompressed) packet plus one chunk. Concatenated chunks equal
-    :func:`read_aedat4`.
+    The packet data is read and walked in windows of about :data:`ITER_WINDOW_BYTES`
+    (:func:`_walk4`, the walk of :func:`read_aedat4`); every event packet is decompressed by
+    the checked path (python-lz4 / zstandard) and decoded by the same kernel. Memory: one
+    window, its decoded events and one chunk. Concatenated chunks equal :func:`read_aedat4`.
     """
     path = Path(path)
     with open(path, "rb") as f:
         h = _Aedat4(f, path, sensor_size)
-        f.seek(h.start)
 
-        def packets() -> Iterator[np.ndarray]:
-            pos = h.start
-            while pos < h.end:
-                sid, size = h.packet(f.read(8), pos)
-                if sid == h.stream_id:
-                    raw = f.read(size)
-                    if len(raw) != size:
-                        raise EventFileError(path, "file shrank while being read", pos)
-                    body = _decompress4(path, raw, h.compression, pos)
-                    vstart, count = _evts4(path, body, pos)
-                    yield h.decode([(body, vstart, count, pos)])
-                else:
-                    f.seek(size, 1)
-                pos += 8 + size
+        def windows() -> Iterator[np.ndarray]:
+            for data, base, starts, sizes, _ in _walk4(f, h, ITER_WINDOW_BYTES):
+                out = _Events(2 * int(sizes.sum()) // 16, h.sensor)
+                _decode_window(h, data, base, starts, sizes, out, fast=False)
+                yield out.events()
 
-        for ev in B.rechunk(packets(), chunk_events, reused=False):
+        for ev in B.rechunk(windows(), chunk_events, reused=False):
             yield Recording(ev, h.sensor, h.meta())
 
 

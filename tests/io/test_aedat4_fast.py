@@ -245,3 +245,39 @@ def test_lying_lz4_content_size_is_refused_by_read_and_stream(tmp_path):
         with pytest.raises(EventFileError, match="announces 1099511627776") as err:
             read(path)
         assert err.value.offset == start
+
+
+@pytest.mark.parametrize("window", [100, 3000, 1 << 20])
+def test_stream_windows_cut_between_packets(tmp_path, monkeypatch, window):
+    """iter_aedat4 walks the file in windows of whole packets (the walk of read_aedat4): windows
+    smaller than one packet, cutting between packets, or holding the whole file give the
+    events of a plain struct walk; a corrupt header in a later window is the same error the
+    whole-file read raises, after the events of the packets before it."""
+    rng = np.random.default_rng(9)
+    n = 4000
+    ev = make_events(rng.integers(0, 320, n), rng.integers(0, 240, n),
+                     np.sort(rng.integers(0, 10**9, n)), rng.integers(0, 2, n) > 0)
+    data = bytearray(A.encode_aedat4(ev, (320, 240, 2), packet_events=500))
+    path = tmp_path / "w.aedat4"
+    path.write_bytes(bytes(data))
+    monkeypatch.setattr(A4, "ITER_WINDOW_BYTES", window)
+    seen = []
+    real = A4._walk4
+    monkeypatch.setattr(A4, "_walk4", lambda *a: (seen.append(w[1]) or w for w in real(*a)))
+    got = [c.events for c in A.iter_aedat4(path, 777)]
+    assert np.concatenate(got).tobytes() == ev.tobytes()
+    assert all(len(c) == 777 for c in got[:-1])
+    start = 18 + struct.unpack_from("<i", data, 14)[0]
+    heads, pos = [], start  # plain struct walk: the packet headers
+    while pos < len(data):
+        heads.append(pos)
+        pos += 8 + struct.unpack_from("<ii", data, pos)[1]
+    assert seen[0] == start and set(seen) <= set(heads)
+    assert (len(seen) == 1) == (window >= len(data))
+    struct.pack_into("<i", data, heads[-3], 77)  # an undeclared stream, near the end
+    path.write_bytes(bytes(data))
+    with pytest.raises(EventFileError, match="undeclared stream 77") as whole:
+        A.read_aedat4(path)
+    with pytest.raises(EventFileError) as streamed:
+        _reference(path)
+    assert str(streamed.value) == str(whole.value) and whole.value.offset == heads[-3]
