@@ -80,33 +80,12 @@ from eventssm.isolate import DEFAULT_TIMEOUT
                    "samples, for cluster array jobs.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar and no summary.")
 def preprocess(
-    inputs: tuple[Path, ...],
-    output: Path,
-    labels_csv: Path | None,
-    labels_from: str | None,
-    name_regex: str,
-    no_labels: bool,
-    classes: str | None,
-    downsample: int | None,
-    target_size: str | None,
-    flip_x: bool,
-    flip_y: bool,
-    merge_polarity: bool,
-    time_unit: str,
-    slice_events: int | None,
-    overlap: int,
-    sort_events: bool,
-    sensor_size: str | None,
-    fmt: str | None,
-    workers: int,
-    skip_bad: bool,
-    overwrite: bool,
-    append: bool,
-    compression: str,
-    file_timeout: float,
-    dataset: str | None,
-    split: str,
-    shard: str | None,
+    inputs: tuple[Path, ...], output: Path, labels_csv: Path | None, labels_from: str | None,
+    name_regex: str, no_labels: bool, classes: str | None, downsample: int | None,
+    target_size: str | None, flip_x: bool, flip_y: bool, merge_polarity: bool, time_unit: str,
+    slice_events: int | None, overlap: int, sort_events: bool, sensor_size: str | None,
+    fmt: str | None, workers: int, skip_bad: bool, overwrite: bool, append: bool,
+    compression: str, file_timeout: float, dataset: str | None, split: str, shard: str | None,
     quiet: bool,
 ) -> None:
     """Read INPUT files/folders, tokenize every recording, and write ONE HDF5 token cache.
@@ -120,20 +99,45 @@ def preprocess(
     Example: eventssm preprocess recordings/ -o gesture.h5 --labels-from folder
     --downsample 4 --slice-events 65536 --overlap 32768
     """
-    from eventssm.tokenizers.dataset import (
-        DatasetError,
-        TokenizerSettings,
-        build_cache,
-        class_ids,
-        find_recordings,
-        labels_from_csv,
-        labels_from_folder,
-        labels_from_name,
-    )
-
-    # ---- options that do not need the files ------------------------------------------
-    n_label_opts = (labels_csv is not None) + (labels_from is not None) + no_labels
+    # options that do not need the files
     shard_in = _parse_shard(shard) if shard is not None else None
+    _check_options(inputs, dataset=dataset, split=split, labels_csv=labels_csv,
+                   labels_from=labels_from, no_labels=no_labels, classes=classes, append=append,
+                   fmt=fmt, sensor_size=sensor_size, skip_bad=skip_bad, overwrite=overwrite,
+                   downsample=downsample, target_size=target_size, overlap=overlap,
+                   slice_events=slice_events)
+    target = parse_size(target_size, "--target-size") if target_size is not None else None
+    sensor = (*parse_size(sensor_size, "--sensor-size"), 2) if sensor_size is not None else None
+    settings = _settings(
+        downsample=downsample or 1, target_size=target,
+        merge_polarity=merge_polarity, time_unit=time_unit, slice_events=slice_events,
+        overlap=overlap, sort_events=sort_events, flip_x=flip_x, flip_y=flip_y,
+    )
+    _check_output_file(output, [*inputs, *([labels_csv] if labels_csv else [])], overwrite, append)
+    class_list = _parse_classes(classes)
+    comp = None if compression == "none" else compression
+    if dataset is not None:
+        _write_dataset(dataset, inputs[0], output, split, settings, shard_in, overwrite, comp,
+                       quiet)
+        return
+    # files and labels, then the run
+    files, labels, class_list = _labelled_files(
+        inputs, output, fmt, labels_csv, labels_from, name_regex, class_list, append, shard_in)
+    build = dict(settings=settings, class_names=class_list, sensor_size=sensor, format=fmt,
+                 workers=workers or min(os.cpu_count() or 1, len(files)), skip_bad=skip_bad,
+                 overwrite=overwrite, append=append, compression=comp,
+                 file_timeout=file_timeout or None)
+    report = _build(output, files, labels, build, quiet)
+    for line in report.bad:
+        click.echo(f"skipped: {line}", err=True)
+    if not quiet:
+        click.echo(_summary(output, report, append))
+
+
+def _check_options(inputs, *, dataset, split, labels_csv, labels_from, no_labels, classes,
+                   append, fmt, sensor_size, skip_bad, overwrite, downsample, target_size,
+                   overlap, slice_events) -> None:
+    """The option combinations that are errors, each one ``error:`` line."""
     if dataset is not None:
         bad = [o for o, v in (("--labels", labels_csv), ("--labels-from", labels_from),
                               ("--no-labels", no_labels), ("--classes", classes), ("--append", append),
@@ -145,7 +149,7 @@ def preprocess(
             fail("--dataset takes exactly one input: the dataset's folder")
     elif split != "train":
         fail("--split needs --dataset")
-    elif n_label_opts != 1:
+    elif (labels_csv is not None) + (labels_from is not None) + no_labels != 1:
         fail("give exactly one of --labels CSV, --labels-from folder|name, --no-labels")
     if overwrite and append:
         fail("give either --overwrite or --append, not both")
@@ -155,24 +159,21 @@ def preprocess(
         fail("--overlap needs --slice-events")
     if classes is not None and no_labels:
         fail("--classes needs labels (not --no-labels)")
-    target = parse_size(target_size, "--target-size") if target_size is not None else None
-    sensor = None
-    if sensor_size is not None:
-        sensor = (*parse_size(sensor_size, "--sensor-size"), 2)
+
+
+def _settings(**options):
+    """``TokenizerSettings(**options)``; a value it refuses is one ``error:`` line."""
+    from eventssm.tokenizers.dataset import TokenizerSettings
+
     try:
-        settings = TokenizerSettings(
-            downsample=downsample or 1,
-            target_size=target,
-            merge_polarity=merge_polarity,
-            time_unit=time_unit,
-            slice_events=slice_events,
-            overlap=overlap,
-            sort_events=sort_events,
-            flip_x=flip_x,
-            flip_y=flip_y,
-        )
+        return TokenizerSettings(**options)
     except ValueError as exc:
         fail(str(exc))
+
+
+def _check_output_file(output: Path, inputs: list[Path], overwrite: bool, append: bool) -> None:
+    """OUTPUT is a file name that is never an input; an existing one only with
+    --overwrite/--append, and only when it is an eventssm token cache."""
     if output.is_dir():
         fail(f"{output}: is a directory; give a file name such as {output / 'cache.h5'}")
     if output.exists() and not (overwrite or append):
@@ -180,24 +181,36 @@ def preprocess(
     from eventssm.outputs import OutputError, check_output
     from eventssm.tokenizers.dataset import is_token_cache
 
-    try:  # never an input, and --overwrite/--append only on an eventssm token cache
-        check_output(output, inputs=[*inputs, *([labels_csv] if labels_csv else [])],
-                     overwrite=overwrite or append, replaceable=is_token_cache,
-                     what="an eventssm token cache")
+    try:
+        check_output(output, inputs=inputs, overwrite=overwrite or append,
+                     replaceable=is_token_cache, what="an eventssm token cache")
     except OutputError as exc:
         fail(str(exc))
-    class_list = None
-    if classes is not None:
-        class_list = [c.strip() for c in classes.split(",") if c.strip()]
-        if not class_list:
-            fail("--classes is empty")
 
-    if dataset is not None:
-        _write_dataset(dataset, inputs[0], output, split, settings, shard_in, overwrite,
-                       compression, quiet)
-        return
 
-    # ---- files and labels ------------------------------------------------------------
+def _parse_classes(classes: str | None) -> list[str] | None:
+    """``--classes a,b,c`` -> ``["a", "b", "c"]`` (None when not given)."""
+    if classes is None:
+        return None
+    class_list = [c.strip() for c in classes.split(",") if c.strip()]
+    if not class_list:
+        fail("--classes is empty")
+    return class_list
+
+
+def _labelled_files(inputs, output, fmt, labels_csv, labels_from, name_regex, class_list,
+                    append, shard_in):
+    """``(files, labels or None, class list)``: the recordings found in INPUTS (this shard of
+    them), each label checked before any file is read."""
+    from eventssm.tokenizers.dataset import (
+        DatasetError,
+        class_ids,
+        find_recordings,
+        labels_from_csv,
+        labels_from_folder,
+        labels_from_name,
+    )
+
     try:
         if fmt is not None:
             from eventssm.io import formats
@@ -210,10 +223,9 @@ def preprocess(
             fail(f"no recordings found in {', '.join(map(str, inputs))}")
         if labels_csv is not None:
             labels = labels_from_csv(files, labels_csv)
-        elif labels_from == "folder":
-            labels = labels_from_folder(files)
-        elif labels_from == "name":
-            labels = labels_from_name(files, name_regex)
+        elif labels_from is not None:
+            labels = (labels_from_folder(files) if labels_from == "folder"
+                      else labels_from_name(files, name_regex))
         else:
             labels = None
         if labels is not None and not append:
@@ -223,43 +235,31 @@ def preprocess(
         if shard_in is not None:
             from eventssm.tokenizers.public_datasets import shard_slice
 
-            n_all = len(files)
-            part = shard_slice(n_all, *shard_in)
+            part = shard_slice(len(files), *shard_in)
+            if not files[part]:
+                fail(f"--shard {shard_in[0]}/{shard_in[1]}: empty (only {len(files)} recordings)")
             files, labels = files[part], (labels[part] if labels is not None else None)
-            if not files:
-                fail(f"--shard {shard}: empty (only {n_all} recordings)")
     except DatasetError as exc:
         fail(str(exc))
+    return files, labels, class_list
 
-    # ---- the run ---------------------------------------------------------------------
-    n_workers = workers or min(os.cpu_count() or 1, len(files))
+
+def _build(output: Path, files, labels, build: dict, quiet: bool):
+    """:func:`build_cache` with a progress bar of files on a terminal's stderr; its errors
+    are one ``error:`` line."""
     from tqdm import tqdm
+
+    from eventssm.tokenizers.dataset import build_cache
 
     bar = tqdm(total=len(files), unit="file", file=sys.stderr, desc="preprocess",
                disable=quiet or not sys.stderr.isatty(), leave=False)
     with _run_errors(output), bar:
-        report = build_cache(
-            output,
-            files,
-            labels,
-            settings=settings,
-            class_names=class_list,
-            sensor_size=sensor,
-            format=fmt,
-            workers=n_workers,
-            skip_bad=skip_bad,
-            overwrite=overwrite,
-            append=append,
-            compression=None if compression == "none" else compression,
-            progress=bar.update,
-            file_timeout=file_timeout or None,
-        )
+        return build_cache(output, files, labels, progress=bar.update, **build)
 
-    for line in report.bad:
-        click.echo(f"skipped: {line}", err=True)
-    if quiet:
-        return
-    from eventssm.tokenizers.dataset import read_cache_info
+
+def _summary(output: Path, report, append: bool) -> str:
+    """The closing line: what was added, and what the cache now holds."""
+    from eventssm.tokenizers.dataset import DatasetError, read_cache_info
 
     try:
         info = read_cache_info(output)
@@ -272,10 +272,8 @@ def preprocess(
         parts.append(f"{len(report.bad)} skipped")
     grid = "x".join(map(str, info.grid_size))
     classes_txt = f"{len(info.class_names)} classes" if info.class_names else "unlabelled"
-    click.echo(
-        f"{output}: {'appended' if append else 'wrote'} {', '.join(parts)}; now "
-        f"{len(info.labels)} samples, {classes_txt}, grid {grid}, vocab {info.vocab_size}"
-    )
+    return (f"{output}: {'appended' if append else 'wrote'} {', '.join(parts)}; now "
+            f"{len(info.labels)} samples, {classes_txt}, grid {grid}, vocab {info.vocab_size}")
 
 
 @contextmanager
@@ -311,7 +309,7 @@ def _write_dataset(name, root, output, split, settings, shard, overwrite, compre
     with _run_errors(output):
         samples, sources = build_dataset_cache(
             output, name, root, split, settings, shard=shard, overwrite=overwrite,
-            compression=None if compression == "none" else compression,
+            compression=compression,
         )
     if not quiet:
         part = f" shard {shard[0]}/{shard[1]}" if shard else ""
