@@ -265,6 +265,80 @@ def _take(a: jax.Array, idx: jax.Array) -> jax.Array:
     return jnp.take_along_axis(a, idx.reshape(idx.shape + (1,) * (a.ndim - 2)), axis=1)
 
 
+def _table_layer(table, st: BlockState, ssm, tokens, dt, final, method):
+    """The first layer from the token table (:meth:`EventClassifier.token_table`): per event
+    only a gather and ``Λ̄_k = exp(rate[token_k]·dt_k)``; the read-out waits until the
+    positions it is needed at are known (with ``last_only``, the window ends and the last
+    event).
+
+    Returns: the committed states after each position (B, N, P), the state after the chunk
+    (B, P), and ``read_out(pos=None)``: the outputs y (B, N, H), or at positions ``pos`` (B, M).
+    """
+    pre_tab, rate, b_tab = table
+    a = decay(rate[tokens] if rate.ndim == 2 else rate, dt)
+    b = jnp.where(final[..., None], b_tab[tokens], 0.0)
+    xs, x_last = linear_recurrence(jnp.swapaxes(a, 0, 1), jnp.swapaxes(b, 0, 1), st.x,
+                                   method=method)
+    states = jnp.swapaxes(xs, 0, 1)
+
+    def read_out(pos=None):
+        tok, fin, xs = tokens, final, states
+        if pos is not None:
+            tok, fin, xs = _take(tok, pos), _take(fin, pos), _take(xs, pos)
+        return ssm.output(xs, jnp.where(fin[..., None], pre_tab[tok], 0.0))
+
+    return x_last, read_out
+
+
+def _window_chunk(blk, win: WindowState, x, dt, final, method):
+    """A pooling block's window over a chunk: which elements close a window, the residual
+    path's pooled input, and the window carried on.
+
+    Args: blk (stride s, pool_mode); win the carried window; x (B, N, H_in) the block's input;
+    dt (B, N); final (B, N) bool; method: scan method.
+    Returns: ``(close (B, N) bool, skip (B, N, H_in), dt of the pooled elements (B, N),
+    WindowState after the chunk)``.
+    """
+    s = blk.stride
+    width = x.shape[-1]
+    f_int = final.astype(jnp.int32)
+    cum = jnp.cumsum(f_int, axis=1)
+    before = (win.count[:, None] + cum - f_int) % s  # committed count before n
+    close = final & (before + 1 == s)
+    reset = _shift_in(jnp.zeros((x.shape[0],), bool), close)
+    w = _weight(blk.pool_mode, dt)
+    feats = jnp.concatenate([w[..., None] * x, w[..., None], dt[..., None]], axis=-1)
+    init = jnp.concatenate([win.pool.total, win.pool.weight[:, None], win.dt[:, None]], axis=-1)
+    committed = _segmented_cumsum(
+        jnp.where(final[..., None], feats, 0.0), reset, init, method
+    )  # committed sums after each position
+    before_sums = jnp.where(reset[..., None], 0.0, _shift_in(init, committed))
+    cand = before_sums + feats
+    skip = x if blk.pool_mode == "last" else cand[..., :width] / cand[..., width, None]
+    last = jnp.where(close[:, -1, None], 0.0, committed[:, -1])
+    window = WindowState(
+        (win.count + cum[:, -1]) % s, last[:, width + 1],
+        WeightedSum(last[:, :width], last[:, width]),
+    )
+    return close, skip, cand[..., width + 1], window
+
+
+def _head_chunk(model: EventClassifier, head: WeightedSum, x, dt, final, last_pos, last_only):
+    """The head pooling over a chunk: ``(logits, WeightedSum after the chunk)``."""
+    mode = model.config.head
+    width = x.shape[-1]
+    w = _weight(mode, dt)
+    feats = jnp.concatenate([w[..., None] * x, w[..., None]], axis=-1)
+    contrib = jnp.where(final[..., None], feats, 0.0)
+    init = jnp.concatenate([head.total, head.weight[:, None]], axis=-1)
+    cum = init[:, None] + jnp.cumsum(contrib, axis=1)  # committed sums after each position
+    cand = _shift_in(init, cum) + feats
+    pooled = x if mode == "last" else cand[..., :width] / cand[..., width, None]
+    if last_only:
+        pooled = _take(pooled, last_pos[:, None])[:, 0]
+    return model.head(pooled), WeightedSum(cum[:, -1, :width], cum[:, -1, width])
+
+
 def _chunk_impl(
     model: EventClassifier,
     state: StreamState,
@@ -292,23 +366,7 @@ def _chunk_impl(
     new_blocks = []
     for i, (blk, st) in enumerate(zip(model.blocks, state.blocks)):
         if i == 0 and table is not None:
-            # token table (EventClassifier.token_table): per event only a gather and
-            # Λ̄_k = exp(rate[token_k]·dt_k); the read-out waits until the positions it is
-            # needed at are known (with last_only, the window ends and the last event)
-            pre_tab, rate, b_tab = table
-            a = decay(rate[tokens] if rate.ndim == 2 else rate, dt)
-            b = jnp.where(final[..., None], b_tab[tokens], 0.0)
-            xs, x_last = linear_recurrence(
-                jnp.swapaxes(a, 0, 1), jnp.swapaxes(b, 0, 1), st.x, method=method
-            )
-            states = jnp.swapaxes(xs, 0, 1)
-
-            def read_out(pos=None, states=states, fin=final, pre_tab=pre_tab, ssm=blk.ssm):
-                tok, xs = tokens, states
-                if pos is not None:
-                    tok, fin, xs = _take(tok, pos), _take(fin, pos), _take(xs, pos)
-                return ssm.output(xs, jnp.where(fin[..., None], pre_tab[tok], 0.0))
-
+            x_last, read_out = _table_layer(table, st, blk.ssm, tokens, dt, final, method)
             y = read_out() if blk.stride == 1 or not last_only else None
         elif all_final:
             # skipped events feed u = 0, dt = 0: the parallel scan leaves the state unchanged
@@ -318,35 +376,10 @@ def _chunk_impl(
             y, x_last = _ssm_committed(blk.ssm, st.x, blk.pre(x), dt, final, method)
         window = None
         if blk.stride > 1:
-            win = st.window
-            s = blk.stride
-            width = x.shape[-1]
-            f_int = final.astype(jnp.int32)
-            cum = jnp.cumsum(f_int, axis=1)
-            before = (win.count[:, None] + cum - f_int) % s  # committed count before n
-            close = final & (before + 1 == s)
-            reset = _shift_in(jnp.zeros((b_sz,), bool), close)
-            w = _weight(blk.pool_mode, dt)
-            feats = jnp.concatenate([w[..., None] * x, w[..., None], dt[..., None]], axis=-1)
-            init = jnp.concatenate(
-                [win.pool.total, win.pool.weight[:, None], win.dt[:, None]], axis=-1
-            )
-            committed = _segmented_cumsum(
-                jnp.where(final[..., None], feats, 0.0), reset, init, method
-            )  # committed sums after each position
-            before_sums = jnp.where(reset[..., None], 0.0, _shift_in(init, committed))
-            cand = before_sums + feats
-            skip = x if blk.pool_mode == "last" else cand[..., :width] / cand[..., width, None]
-            last = jnp.where(close[:, -1, None], 0.0, committed[:, -1])
-            window = WindowState(
-                (win.count + cum[:, -1]) % s,
-                last[:, width + 1],
-                WeightedSum(last[:, :width], last[:, width]),
-            )
-            dt = cand[..., width + 1]
+            close, skip, dt, window = _window_chunk(blk, st.window, x, dt, final, method)
             final = close
             if last_only:  # deeper layers only need the final elements and the last one
-                idx, valid = _compact(close, last_pos, s)
+                idx, valid = _compact(close, last_pos, blk.stride)
                 y = read_out(idx) if y is None else _take(y, idx)
                 skip, dt = _take(skip, idx), _take(dt, idx)
                 final = _take(close, idx) & valid
@@ -356,20 +389,7 @@ def _chunk_impl(
         else:
             x = blk.post(y, x, deterministic=True)
         new_blocks.append(BlockState(x_last, window))
-    head = state.head
-    mode = model.config.head
-    width = x.shape[-1]
-    w = _weight(mode, dt)
-    feats = jnp.concatenate([w[..., None] * x, w[..., None]], axis=-1)
-    contrib = jnp.where(final[..., None], feats, 0.0)
-    init = jnp.concatenate([head.total, head.weight[:, None]], axis=-1)
-    cum = init[:, None] + jnp.cumsum(contrib, axis=1)  # committed sums after each position
-    cand = _shift_in(init, cum) + feats
-    pooled = x if mode == "last" else cand[..., :width] / cand[..., width, None]
-    if last_only:
-        pooled = _take(pooled, last_pos[:, None])[:, 0]
-    logits = model.head(pooled)
-    new_head = WeightedSum(cum[:, -1, :width], cum[:, -1, width])
+    logits, new_head = _head_chunk(model, state.head, x, dt, final, last_pos, last_only)
     return StreamState(tuple(new_blocks), new_head), logits
 
 
