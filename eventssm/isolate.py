@@ -216,70 +216,92 @@ def run_isolated(
         return
     n = len(jobs)
     workers = max(1, min(workers, n))
-    if memory is None:
-        memory = default_memory(workers)
-    ctx = _mp_context()
-    pool: list[Worker] = []
+    pool = _Pool(fn, workers, timeout, default_memory(workers) if memory is None else memory,
+                 lambda i: describe(jobs[i]))
     todo = deque(range(n))
     done: dict[int, Outcome] = {}
     nxt = 0  # next index to yield
     window = 2 * workers  # results held at most this far ahead of the one awaited
     try:
         while nxt < n:
-            # give work to idle workers (starting them as needed)
-            while todo and todo[0] < nxt + window:
-                idle = next((w for w in pool if w.job is None), None)
-                if idle is None:
-                    if len(pool) >= workers:
-                        break
-                    idle = Worker(fn, memory, ctx)
-                    pool.append(idle)
-                i = todo.popleft()
-                idle.submit(i, jobs[i])
+            pool.give_work(todo, jobs, below=nxt + window)
             while nxt in done:
                 out = done.pop(nxt)
                 interrupts.hook("job-done")
                 yield jobs[nxt], _named(out, describe(jobs[nxt]))
                 nxt += 1
-            busy = [w for w in pool if w.job is not None]
-            if not busy:
-                continue
-            deadlines = [w.started + (timeout if w.ready else STARTUP_TIMEOUT)
-                         for w in busy if timeout or not w.ready]
-            limit = max(0.0, min(deadlines) - time.monotonic()) if deadlines else None
-            ready = wait([w.conn for w in busy] + [w.proc.sentinel for w in busy], limit)
-            now = time.monotonic()
-            for w in busy:
-                i = w.job
-                if w.conn in ready:
-                    try:
-                        msg = w.receive()
-                        if msg == READY:
-                            continue
-                        done[i] = msg
-                        w.job = None
-                        continue
-                    except (EOFError, OSError):
-                        pass  # the worker died while sending: handled below
-                if w.proc.sentinel in ready or not w.proc.is_alive():
-                    how = w.death()
-                    done[i] = Outcome(error=f"{describe(jobs[i])}: the worker reading it died "
-                                      f"({how}; out of memory?)", kind="died",
-                                      seconds=now - w.started)
-                elif not w.ready and now - w.started >= STARTUP_TIMEOUT:
-                    done[i] = Outcome(error=f"{describe(jobs[i])}: the worker process did not start "
-                                      f"within {STARTUP_TIMEOUT:g} s", kind="died", seconds=now - w.started)
-                elif w.ready and timeout and now - w.started >= timeout:
-                    done[i] = Outcome(error=f"{describe(jobs[i])}: gave up after {timeout:g} s "
-                                      "(--file-timeout); the decoder did not finish",
-                                      kind="timeout", seconds=now - w.started)
-                else:
-                    continue
-                w.kill()
-                pool.remove(w)
+            pool.collect(done)
     finally:
         interrupts.hook("worker-shutdown")
-        for w in pool:
+        pool.close()
+
+
+class _Pool:
+    """The worker processes of one :func:`run_isolated` call (at most ``size``), started as
+    work comes; ``name(i)`` names job ``i`` in the error lines."""
+
+    def __init__(self, fn, size: int, timeout: float | None, memory: int | None, name):
+        self.fn, self.size, self.timeout, self.memory, self.name = fn, size, timeout, memory, name
+        self.ctx = _mp_context()
+        self.workers: list[Worker] = []
+
+    def give_work(self, todo: deque, jobs: Sequence[Any], below: int) -> None:
+        """Send the next jobs (indices below ``below``) to idle workers, starting workers up
+        to the pool's size."""
+        while todo and todo[0] < below:
+            idle = next((w for w in self.workers if w.job is None), None)
+            if idle is None:
+                if len(self.workers) >= self.size:
+                    return
+                idle = Worker(self.fn, self.memory, self.ctx)
+                self.workers.append(idle)
+            i = todo.popleft()
+            idle.submit(i, jobs[i])
+
+    def collect(self, done: dict[int, Outcome]) -> None:
+        """Wait for the first busy worker to answer, die or pass its deadline (its start-up's,
+        or its job's ``timeout``); put every job that ended into ``done``."""
+        busy = [w for w in self.workers if w.job is not None]
+        if not busy:
+            return
+        deadlines = [w.started + (self.timeout if w.ready else STARTUP_TIMEOUT)
+                     for w in busy if self.timeout or not w.ready]
+        limit = max(0.0, min(deadlines) - time.monotonic()) if deadlines else None
+        ready = wait([w.conn for w in busy] + [w.proc.sentinel for w in busy], limit)
+        now = time.monotonic()
+        for w in busy:
+            i = w.job
+            if w.conn in ready:
+                try:
+                    msg = w.receive()
+                    if msg != READY:
+                        done[i], w.job = msg, None
+                    continue
+                except (EOFError, OSError):
+                    pass  # the worker died while sending: handled below
+            failed = self._failure(w, ready, now)
+            if failed is not None:
+                done[i] = failed
+                w.kill()
+                self.workers.remove(w)
+
+    def _failure(self, w: Worker, ready: list, now: float) -> Outcome | None:
+        """The outcome of the job of a worker that died or passed its deadline, else None."""
+        what, took = self.name(w.job), now - w.started
+        if w.proc.sentinel in ready or not w.proc.is_alive():
+            return Outcome(error=f"{what}: the worker reading it died ({w.death()}; out of "
+                           "memory?)", kind="died", seconds=took)
+        if not w.ready and took >= STARTUP_TIMEOUT:
+            return Outcome(error=f"{what}: the worker process did not start within "
+                           f"{STARTUP_TIMEOUT:g} s", kind="died", seconds=took)
+        if w.ready and self.timeout and took >= self.timeout:
+            return Outcome(error=f"{what}: gave up after {self.timeout:g} s (--file-timeout); "
+                           "the decoder did not finish", kind="timeout", seconds=took)
+        return None
+
+    def close(self) -> None:
+        """Stop idle workers; kill busy ones (and every one after an interrupt)."""
+        for w in self.workers:
             if w.job is None and interrupts.interrupted() is None:
                 w.stop()
             else:

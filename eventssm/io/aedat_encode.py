@@ -121,6 +121,35 @@ def encode_aedat3(
     Returns:
         The file's bytes: header lines ending ``#!END-HEADER\\r\\n``, then packets.
     """
+    w, h, camera = _camera3(camera, sensor_size)
+    ev = _check_events(events, w, h, "encode_aedat3")
+    t = ev["t"].astype(np.int64)
+    if len(t) and t.min() < 0:
+        raise ValueError("encode_aedat3: timestamps must be >= 0")
+    data = ((ev["x"].astype(np.int64) << 17) | (ev["y"].astype(np.int64) << 2)
+            | (ev["p"].astype(np.int64) << 1) | 1)
+    words = np.empty((len(ev), 2), dtype="<u4")
+    words[:, 0] = data
+    words[:, 1] = t & 0x7FFFFFFF
+    ovf = t >> 31
+    out = [
+        MAGIC3 + b"\r\n#Format: RAW\r\n"
+        + f"#Source {source_id}: {camera}\r\n".encode("ascii")
+        + b"#Start-Time: 1970-01-01 00:00:00 (TZ+0000)\r\n" + END_HEADER3 + b"\r\n"
+    ]
+    breaks = np.flatnonzero(np.diff(ovf)) + 1 if len(ovf) else np.empty(0, dtype=np.int64)
+    runs = np.split(np.arange(len(ev)), breaks) if len(ev) else []
+    step = max(int(packet_events), 1)
+    for run in runs:  # packets never span a change of t >> 31 (one eventTSOverflow each)
+        for i in range(0, len(run), step):
+            idx = run[i : i + step]
+            out.append(_packets3(words[idx], int(ovf[idx[0]]), source_id, other_packets,
+                                 invalid_every))
+    return b"".join(out)
+
+
+def _camera3(camera: str | None, sensor_size: SensorSize | None) -> tuple[int, int, str]:
+    """``(W, H, #Source name)`` of an encoded AEDAT 3.1 file (see :func:`encode_aedat3`)."""
     if sensor_size is None:
         info = camera_info(camera or "DVS128")
         if info is None:
@@ -132,50 +161,37 @@ def encode_aedat3(
         camera = "DVS128" if (w, h) == (128, 128) else f"eventssm-{w}x{h}"
     if max(w, h) > 0x7FFF:
         raise ValueError("encode_aedat3: AEDAT 3.1 addresses hold at most 15 bits")
-    ev = _check_events(events, w, h, "encode_aedat3")
-    t = ev["t"].astype(np.int64)
-    if len(t) and t.min() < 0:
-        raise ValueError("encode_aedat3: timestamps must be >= 0")
-    data = ((ev["x"].astype(np.int64) << 17) | (ev["y"].astype(np.int64) << 2)
-            | (ev["p"].astype(np.int64) << 1) | 1)
-    words = np.empty((len(ev), 2), dtype="<u4")
-    words[:, 0] = data
-    words[:, 1] = t & 0x7FFFFFFF
-    ovf = t >> 31
-    bad_word = np.array([(0x7FFF << 17) | (0x7FFF << 2) | 0b10, 0], dtype="<u4")
+    return w, h, camera
 
-    def header(etype, esize, number, overflow):
+
+def _packets3(block: np.ndarray, overflow: int, source_id: int, other_packets: bool,
+              invalid_every: int) -> bytes:
+    """One polarity packet of the ``(n, 2)`` words ``block`` (data, timestamp) with
+    eventTSOverflow ``overflow``, its invalid events inserted and, with ``other_packets``, a
+    special-event packet before and an IMU6 packet after it (see :func:`encode_aedat3`)."""
+
+    def header(etype, esize, number):
         return _AEDAT3_HEADER.pack(etype, source_id, esize, 4, overflow, number, number, number)
 
-    out = [
-        MAGIC3 + b"\r\n#Format: RAW\r\n"
-        + f"#Source {source_id}: {camera}\r\n".encode("ascii")
-        + b"#Start-Time: 1970-01-01 00:00:00 (TZ+0000)\r\n" + END_HEADER3 + b"\r\n"
-    ]
-    breaks = np.flatnonzero(np.diff(ovf)) + 1 if len(ovf) else np.empty(0, dtype=np.int64)
-    runs = np.split(np.arange(len(ev)), breaks) if len(ev) else []
-    for run in runs:
-        for i in range(0, len(run), max(int(packet_events), 1)):
-            idx = run[i : i + max(int(packet_events), 1)]
-            o = int(ovf[idx[0]])
-            block = words[idx]
-            if invalid_every > 0:
-                k = np.arange(invalid_every, len(block) + 1, invalid_every)
-                bad = np.repeat(bad_word[None, :], len(k), axis=0)
-                bad[:, 1] = block[k - 1, 1]
-                block = np.insert(block, k, bad, axis=0)
-            valid = len(idx)
-            if other_packets:
-                special = np.array([[(2 << 1) | 1, block[0, 1]]], dtype="<u4")  # type 2, valid
-                out.append(header(0, 8, 1, o) + special.tobytes())
-            hdr = bytearray(header(_POLARITY_EVENT, 8, len(block), o))
-            struct.pack_into("<i", hdr, 24, valid)
-            out.append(bytes(hdr) + block.tobytes())
-            if other_packets:
-                imu = np.zeros((2, 9), dtype="<u4")
-                imu[:, 0] = 1
-                imu[:, 1] = block[-1, 1]
-                out.append(header(3, 36, 2, o) + imu.tobytes())
+    valid = len(block)
+    if invalid_every > 0:
+        bad_word = np.array([(0x7FFF << 17) | (0x7FFF << 2) | 0b10, 0], dtype="<u4")
+        k = np.arange(invalid_every, len(block) + 1, invalid_every)
+        bad = np.repeat(bad_word[None, :], len(k), axis=0)
+        bad[:, 1] = block[k - 1, 1]
+        block = np.insert(block, k, bad, axis=0)
+    out = []
+    if other_packets:
+        special = np.array([[(2 << 1) | 1, block[0, 1]]], dtype="<u4")  # type 2, valid
+        out.append(header(0, 8, 1) + special.tobytes())
+    hdr = bytearray(header(_POLARITY_EVENT, 8, len(block)))
+    struct.pack_into("<i", hdr, 24, valid)
+    out.append(bytes(hdr) + block.tobytes())
+    if other_packets:
+        imu = np.zeros((2, 9), dtype="<u4")
+        imu[:, 0] = 1
+        imu[:, 1] = block[-1, 1]
+        out.append(header(3, 36, 2) + imu.tobytes())
     return b"".join(out)
 
 

@@ -124,31 +124,13 @@ def build_cache(
     """
     out = Path(path)
     settings = coerce_settings(settings)
-    check_compression(compression)
-    files = [os.path.abspath(os.fspath(f)) for f in files]
-    if not files:
-        raise DatasetError("no input recordings")
-    if labels is not None and len(labels) != len(files):
-        raise DatasetError(f"{len(labels)} labels for {len(files)} files")
-    if sensor_size is not None:
-        sensor_size = tuple(int(v) for v in sensor_size)
-    if out.exists() and not (append or overwrite):
-        raise DatasetError(f"{out}: exists; pass overwrite or append")
-    try:  # an input is never replaced, and only an eventssm token cache is
-        check_output(out, inputs=files, overwrite=append or overwrite, replaceable=is_token_cache,
-                     what="an eventssm token cache")
-    except OutputError as exc:
-        raise DatasetError(str(exc)) from None
+    files, sensor_size = _check_request(out, files, labels, sensor_size, compression, append,
+                                        overwrite)
     report = BuildReport(out)
     existing = read_cache_info(out) if (append and out.exists()) else None
     if existing is not None:
-        check_append(out, existing, settings, labelled=labels is not None,
-                     class_names=class_names, sensor_size=sensor_size)
-        class_names = existing.class_names if existing.class_names else None
-        keep = _not_cached(out, existing, files, report, progress)
-        files = [files[k] for k in keep]
-        if labels is not None:
-            labels = [labels[k] for k in keep]
+        files, labels, class_names = _new_files(out, existing, settings, files, labels,
+                                                class_names, sensor_size, report, progress)
     if labels is not None:
         ids, names = class_ids(labels, files, class_names)
     else:
@@ -160,21 +142,59 @@ def build_cache(
         names = existing.class_names
 
     jobs = [(f, int(i), settings, sensor_size, format) for f, i in zip(files, ids)]
-
     stream = _tokenized(jobs, workers, skip_bad, report, progress, file_timeout, file_memory)
+    write = dict(settings=settings, class_names=names, sensor_size=sensor_size,
+                 root=None if existing is not None else common_root(files),
+                 append=existing is not None, overwrite=overwrite, compression=compression,
+                 on_bad=report.bad.append if skip_bad else None)
+    report.samples_added, report.sources_added = _write_stream(out, stream, write)
+    return report
+
+
+def _write_stream(out: Path, stream: Iterator[TokenizedFile], write: dict) -> tuple[int, int]:
+    """:func:`write_cache` ``(out, stream, **write)``; a worker's error (:class:`_OneLineError`)
+    becomes an EventFileError; the stream (its workers) is closed whatever happens."""
     try:
-        added = write_cache(
-            out, stream, settings=settings, class_names=names, sensor_size=sensor_size,
-            root=None if existing is not None else common_root(files),
-            append=existing is not None, overwrite=overwrite, compression=compression,
-            on_bad=report.bad.append if skip_bad else None,
-        )
+        return write_cache(out, stream, **write)
     except _OneLineError as exc:
         raise EventFileError(None, str(exc)) from None
     finally:
         stream.close()
-    report.samples_added, report.sources_added = added
-    return report
+
+
+def _new_files(out: Path, existing: CacheInfo, settings, files: list[str], labels,
+               class_names, sensor_size, report: BuildReport, progress):
+    """Appending to the cache ``out`` (``existing``): its rules checked
+    (:func:`check_append`), ``(files not cached yet, their labels, the cache's classes)``."""
+    check_append(out, existing, settings, labelled=labels is not None,
+                 class_names=class_names, sensor_size=sensor_size)
+    keep = _not_cached(out, existing, files, report, progress)
+    labels = [labels[k] for k in keep] if labels is not None else None
+    return [files[k] for k in keep], labels, (existing.class_names or None)
+
+
+def _check_request(out: Path, files, labels, sensor_size, compression, append: bool,
+                   overwrite: bool) -> tuple[list[str], SensorSize | None]:
+    """The arguments of :func:`build_cache` that need no file read: ``(absolute files, sensor
+    size as ints)``; DatasetError (one line) for no files, a label count that differs, an
+    unknown compression, or an output that may not be written (never an input; only an
+    eventssm token cache is replaced)."""
+    check_compression(compression)
+    files = [os.path.abspath(os.fspath(f)) for f in files]
+    if not files:
+        raise DatasetError("no input recordings")
+    if labels is not None and len(labels) != len(files):
+        raise DatasetError(f"{len(labels)} labels for {len(files)} files")
+    if sensor_size is not None:
+        sensor_size = tuple(int(v) for v in sensor_size)
+    if out.exists() and not (append or overwrite):
+        raise DatasetError(f"{out}: exists; pass overwrite or append")
+    try:
+        check_output(out, inputs=files, overwrite=append or overwrite, replaceable=is_token_cache,
+                     what="an eventssm token cache")
+    except OutputError as exc:
+        raise DatasetError(str(exc)) from None
+    return files, sensor_size
 
 
 def _tokenized(

@@ -289,33 +289,42 @@ def write_cache(
             f = h5py.File(tmp, "w")
         with f:
             w = _Writer(f, compression, compression_level)
-            first_from: str | None = None
-            it = iter(items)
-            pending: list[TokenizedFile] = []
-            if not append:
-                # the root and sensor size may come from the first item
-                first = next(it, None)
-                if first is None:
-                    raise DatasetError(f"{out}: no recordings to write")
-                pending.append(first)
-                if sensor_size is None:
-                    sensor_size = first.source.sensor_size
-                    first_from = first.source.path
-                sensor_size = tuple(int(v) for v in sensor_size)
-                root = os.path.dirname(first.source.path) if root is None else root
-                w.create(settings, sensor_size, class_names, os.path.abspath(root))
-            else:
-                w.begin()
+            it, sensor_size, first_from = _start(w, out, items, append, settings, sensor_size,
+                                                 class_names, root)
             known = set()
             if existing is not None:
                 known = {existing.source_path(i) for i in range(len(existing.sources))}
-            _add_items(w, _chain(pending, it), out, tuple(sensor_size), known, first_from, on_bad,
+            _add_items(w, it, out, tuple(sensor_size), known, first_from, on_bad,
                        mixed=settings.same_grid_for_any_sensor())
             if not append and w.n_samples_added == 0:
                 raise DatasetError(f"{out}: no samples to write (every recording was skipped)")
             added = (w.n_samples_added, w.n_sources_added)
     log.info("wrote %s: %d samples from %d recordings", out, *added)
     return added
+
+
+def _start(w: _Writer, out: Path, items: Iterable[TokenizedFile], append: bool,
+           settings: TokenizerSettings, sensor_size, class_names, root):
+    """Begin writing: on append, go on after the cache's rows; else create the cache, whose
+    root and sensor size may come from the first item.
+
+    Returns ``(every item to add, the cache's sensor size, the file it came from or None)``.
+    """
+    it = iter(items)
+    if append:
+        w.begin()
+        return it, sensor_size, None
+    first = next(it, None)
+    if first is None:
+        raise DatasetError(f"{out}: no recordings to write")
+    first_from = None
+    if sensor_size is None:
+        sensor_size = first.source.sensor_size
+        first_from = first.source.path
+    sensor_size = tuple(int(v) for v in sensor_size)
+    root = os.path.dirname(first.source.path) if root is None else root
+    w.create(settings, sensor_size, class_names, os.path.abspath(root))
+    return _chain([first], it), sensor_size, first_from
 
 
 def _check_target(out: Path, append: bool, overwrite: bool) -> bool:
