@@ -642,24 +642,8 @@ def iter_npz(
             yield Recording(ev, sensor, dict(meta))
 
 
-register(
-    FormatSpec(
-        name="npy",
-        description="NumPy .npy: structured x/y/t/p array, or tonic DVSGesture (N,4) [x,y,p,t_ms]",
-        extensions=(".npy",),
-        sniff=sniff_npy,
-        read=read_npy,
-        iter_chunks=iter_npy,
-    )
-)
-
-register(
-    FormatSpec(
-        name="npz",
-        description="NumPy .npz archive: members x, y, t, p (+ sensor_size, meta) or 'events'",
-        extensions=(".npz",),
-        sniff=sniff_npz,
-        read=read_npz,
-        iter_chunks=iter_npz,
-    )
-)
+# FormatSpec(name, description, extensions, sniff, read, iter_chunks)
+register(FormatSpec("npy", "NumPy .npy: structured x/y/t/p array, or tonic DVSGesture (N,4) "
+                    "[x,y,p,t_ms]", (".npy",), sniff_npy, read_npy, iter_npy))
+register(FormatSpec("npz", "NumPy .npz archive: members x, y, t, p (+ sensor_size, meta) or "
+                    "'events'", (".npz",), sniff_npz, read_npz, iter_npz))
