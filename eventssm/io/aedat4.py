@@ -357,12 +357,13 @@ class _Events:
         """Decode one packet body after the events so far (growing the output if needed):
         the kernel's ``(n, code)``; the events count only when ``code`` is 0."""
         buf = np.frombuffer(body, dtype=np.uint8)
-        m, code = _k.aedat4_packet(buf, self.out[self.k :], self.width, self.height)
+        k = self.k
+        m, code = _k.aedat4_packet(buf, self.out[k:], self.width, self.height)
         if code == 3:
-            self.out = _grow(self.out, self.k, self.k + m)
-            m, code = _k.aedat4_packet(buf, self.out[self.k :], self.width, self.height)
+            self.out = _grow(self.out, k, k + m)
+            m, code = _k.aedat4_packet(buf, self.out[k:], self.width, self.height)
         if code == 0:
-            self.k += m
+            self.k = k + m
         return m, code
 
     def events(self) -> np.ndarray:
@@ -442,16 +443,17 @@ def read_aedat4(path: str | os.PathLike, sensor_size: SensorSize | None = None) 
         ``packets``, ``skipped_packets`` (other streams).
     """
     path = Path(path)
-    out, n_packets, n_events = _Events(0, (0, 0)), 0, 0
     with open(path, "rb") as f:
         h = _Aedat4(f, path, sensor_size)
-        for data, base, starts, sizes, n in _walk4(f, h):  # one window: the whole region
-            packed = int(sizes.sum())
-            out = _Events((packed if h.compression == 0 else 2 * packed) // 16, h.sensor)
-            _decode_window(h, data, base, starts, sizes, out, fast=True)
-            n_packets, n_events = n_packets + n, n_events + len(starts)
+        # one window, the whole data region (none when the file holds no packet)
+        data, base, starts, sizes, n_packets = next(
+            _walk4(f, h), (None, h.start, np.empty(0, np.int64), np.empty(0, np.int64), 0))
+    packed = int(sizes.sum())
+    out = _Events((packed if h.compression == 0 else 2 * packed) // 16, h.sensor)
+    if len(starts):
+        _decode_window(h, data, base, starts, sizes, out, fast=True)
     meta = h.meta()
-    meta.update(packets=int(n_packets), skipped_packets=int(n_packets) - n_events)
+    meta.update(packets=int(n_packets), skipped_packets=int(n_packets) - len(starts))
     return Recording(out.events(), h.sensor, meta)
 
 
