@@ -382,13 +382,8 @@ def refractory_filter(
     Returns:
         (M,) ``EVENT_DTYPE`` subset of ``events`` in input order.
     """
-    events = as_events(events)
-    w, h = _sensor_wh(sensor_size)
-    if refractory_us < 0:
-        raise ArgumentError(f"refractory period must be >= 0, got {refractory_us}")
-    _check_inside(events, w, h)
-    _check_sorted(events["t"], "refractory_filter")
-    return _compact(kernels.refractory_kernel, events, w, h, int(refractory_us))
+    return _pixel_filter(kernels.refractory_kernel, events, sensor_size, refractory_us,
+                         "refractory period", "refractory_filter")
 
 
 def denoise_filter(events: np.ndarray, sensor_size: Sequence[int], window_us: int) -> np.ndarray:
@@ -405,13 +400,20 @@ def denoise_filter(events: np.ndarray, sensor_size: Sequence[int], window_us: in
     Returns:
         (M,) ``EVENT_DTYPE`` subset of ``events`` in input order.
     """
+    return _pixel_filter(kernels.denoise_kernel, events, sensor_size, window_us,
+                         "denoise window", "denoise_filter")
+
+
+def _pixel_filter(kernel, events, sensor_size, period_us: int, what: str, name: str) -> np.ndarray:
+    """Run a per-pixel time filter ``kernel(events, W, H, period_us, out)`` on sorted events
+    inside the sensor (the checks of :func:`refractory_filter` and :func:`denoise_filter`)."""
     events = as_events(events)
     w, h = _sensor_wh(sensor_size)
-    if window_us < 0:
-        raise ArgumentError(f"denoise window must be >= 0, got {window_us}")
+    if period_us < 0:
+        raise ArgumentError(f"{what} must be >= 0, got {period_us}")
     _check_inside(events, w, h)
-    _check_sorted(events["t"], "denoise_filter")
-    return _compact(kernels.denoise_kernel, events, w, h, int(window_us))
+    _check_sorted(events["t"], name)
+    return _compact(kernel, events, w, h, int(period_us))
 
 
 def hot_pixel_filter(

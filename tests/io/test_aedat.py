@@ -32,6 +32,7 @@ from eventssm.io.aedat import (
 from eventssm.io.kernels import aedat as K
 from eventssm.io.kernels.common import FLAG_OUTSIDE
 from tests.conftest import recording
+from tests.io.mutations import mutate
 
 # --------------------------------------------------------------------------------------------
 # helpers
@@ -496,19 +497,8 @@ _op = st.one_of(
 @given(ops=st.lists(_op, min_size=1, max_size=4))
 def test_fuzz_mutations(tmp_path, name, ops):
     data, ext = SAMPLES[name]
-    buf = bytearray(data)
-    for op in ops:
-        if not buf:
-            break
-        if op[0] == "flip":
-            buf[op[1] % len(buf)] ^= op[2]
-        elif op[0] == "truncate":
-            del buf[op[1] % len(buf):]
-        else:
-            i = op[1] % (len(buf) + 1)
-            buf[i:i] = op[2]
     p = tmp_path / f"f{ext}"
-    p.write_bytes(bytes(buf))
+    p.write_bytes(mutate(data, ops))
     for fmt in (name, None):
         try:
             rec = read_events(p, format=fmt, allow_empty=True)

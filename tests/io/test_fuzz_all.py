@@ -28,6 +28,7 @@ from hypothesis import strategies as st
 from eventssm.events import EVENT_DTYPE, EventFileError, Recording, make_events, validate_events
 from eventssm.io import formats, read_events, write_events
 from tests.conftest import TEST_DATA, recording
+from tests.io.mutations import mutate
 
 HANG_GUARD_S = 120  # generous: a hang, not slowness, is what this catches
 
@@ -157,27 +158,6 @@ _mutation = st.one_of(
               st.sampled_from([0, 1, 2**7 - 1, 2**8 - 1, 2**15, 2**16 - 1, 2**31 - 1,
                                2**32 - 1, 2**63 - 1, 2**64 - 1])),
 )
-
-
-def mutate(data: bytes, ops) -> bytes:
-    """Apply (flip | truncate | insert | overwrite a header number) operations in order."""
-    buf = bytearray(data)
-    for op in ops:
-        if not buf:
-            break
-        if op[0] == "flip":
-            buf[op[1] % len(buf)] ^= op[2]
-        elif op[0] == "truncate":
-            del buf[op[1] % len(buf):]
-        elif op[0] == "insert":
-            i = op[1] % (len(buf) + 1)
-            buf[i:i] = op[2]
-        else:
-            _, pos, width, value = op
-            pos = pos % len(buf)
-            raw = (value % (1 << (8 * width))).to_bytes(width, "little")
-            buf[pos : pos + width] = raw[: max(0, len(buf) - pos)]
-    return bytes(buf)
 
 
 class _Hang(BaseException):  # escapes the readers' catch-all guard

@@ -14,6 +14,7 @@ from eventssm.io import detect_format, formats, iter_events, read_events
 from eventssm.io import nmnist as N
 from eventssm.io.kernels import nmnist as KN
 from tests.conftest import recording
+from tests.io.mutations import mutate_small
 
 TONIC_DTYPE = np.dtype([("x", np.int64), ("y", np.int64), ("t", np.int64), ("p", np.int64)])
 SETTINGS = settings(max_examples=40, deadline=None,
@@ -192,16 +193,7 @@ def test_bad_input(tmp_path):
                               st.integers(0, 10**6), st.integers(1, 255)), min_size=1,
                     max_size=4))
 def test_mutated_sample_gives_recording_or_event_file_error(tmp_path, ops):
-    buf = bytearray(recording("sample_nmnist.bin").read_bytes()[:4000])
-    for op, pos, val in ops:
-        if not buf:
-            break
-        if op == "flip":
-            buf[pos % len(buf)] ^= val
-        elif op == "cut":
-            del buf[pos % len(buf):]
-        else:
-            buf[pos % (len(buf) + 1) : pos % (len(buf) + 1)] = bytes([val]) * (1 + pos % 7)
+    buf = mutate_small(recording("sample_nmnist.bin").read_bytes()[:4000], ops)
     path = tmp_path / "fuzz.bin"
     path.write_bytes(bytes(buf))
     try:

@@ -14,6 +14,7 @@ from eventssm.io import detect_format, formats, iter_events, read_events
 from eventssm.io import prophesee as P
 from eventssm.io.kernels import prophesee as K
 from tests.conftest import recording
+from tests.io.mutations import mutate_small
 
 SETTINGS = settings(max_examples=40, deadline=None,
                     suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -600,16 +601,7 @@ _FUZZ = {"evt2": ("evt2_sample.raw", 8192, P.read_evt2, P.iter_evt2),
                     max_size=4))
 def test_mutated_samples_give_recording_or_event_file_error(tmp_path, fmt, ops):
     name, keep, read, iterate = _FUZZ[fmt]
-    buf = bytearray(recording(name).read_bytes()[:keep])
-    for op, pos, val in ops:
-        if not buf:
-            break
-        if op == "flip":
-            buf[pos % len(buf)] ^= val
-        elif op == "cut":
-            del buf[pos % len(buf):]
-        else:
-            buf[pos % (len(buf) + 1) : pos % (len(buf) + 1)] = bytes([val]) * (1 + pos % 7)
+    buf = mutate_small(recording(name).read_bytes()[:keep], ops)
     path = tmp_path / f"fuzz.{fmt}"
     path.write_bytes(bytes(buf))
     sensor = (120, 100, 2) if fmt == "dat" else None
