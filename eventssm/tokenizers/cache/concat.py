@@ -75,7 +75,7 @@ def _check_same(first: CacheInfo, other: CacheInfo) -> None:
     """Raise DatasetError (one line naming both files) unless ``other`` makes tokens and classes
     as ``first`` does."""
     where = f"{other.path}: differs from {first.path} in"
-    diff = first.settings.differences(other.settings)
+    diff = other.settings.differences(first.settings)  # the named file's value first
     if diff:
         raise DatasetError(f"{where} its tokenizer settings ({'; '.join(diff)}); caches used as one "
                            "dataset must be built with the same settings")
