@@ -113,17 +113,25 @@ def train(ctx: click.Context, caches: tuple[str, ...], out: Path, resume: bool, 
                      model_args=model_args, train_args=train_args)
 
 
-#: train options that are fields of the model's configuration (option -> ClassifierConfig
-#: field; ``preset`` and ``layer`` pick the preset)
-MODEL_OPTIONS = {"preset": "preset", "layer": "layer", "d_model": "d_model", "d_state": "d_state",
-                 "stages": "n_stages", "layers_per_stage": "layers_per_stage", "scan_method": "scan_method",
-                 "dtype": "dtype", "dropout": "dropout"}
+#: train options named otherwise in the model's configuration (option -> ClassifierConfig field)
+MODEL_FIELD_NAMES = {"stages": "n_stages"}
 
 
 def train_arguments(options: dict) -> tuple[dict, dict]:
-    """``train``'s option values -> (``get_preset`` arguments, ``TrainConfig`` fields)."""
-    model_args = {field: options[name] for name, field in MODEL_OPTIONS.items()}
-    train_args = {name: value for name, value in options.items() if name not in MODEL_OPTIONS}
+    """``train``'s option values -> (``get_preset`` arguments, ``TrainConfig`` fields).
+
+    An option named like a :class:`~eventssm.train.config.TrainConfig` field goes to the
+    training configuration; every other one (``preset``, ``layer`` and the model options) to
+    the model's, so a new model option needs no change here when it is named like its
+    ClassifierConfig field.
+    """
+    import dataclasses
+
+    from eventssm.train.config import TrainConfig
+
+    fields = {f.name for f in dataclasses.fields(TrainConfig)}
+    train_args = {k: v for k, v in options.items() if k in fields}
+    model_args = {MODEL_FIELD_NAMES.get(k, k): v for k, v in options.items() if k not in fields}
     if train_args["warmup_steps"] is None:
         train_args["warmup_steps"] = min(100, train_args["steps"] // 10)
     return model_args, train_args

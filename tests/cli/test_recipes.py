@@ -42,8 +42,9 @@ def test_every_recipe_loads_and_validates(path):
     for key, value in table.items():
         assert ctx.params[keys[key].name] == value, key
         assert ctx.get_parameter_source(keys[key].name) is SOURCES.DEFAULT_MAP
-    model_args, train_args = train_arguments(option_values(ctx) | {"devices": None})
-    train_args.pop("devices")
+    options = option_values(ctx)
+    options.pop("devices")
+    model_args, train_args = train_arguments(options)
     margs = {k: v for k, v in model_args.items() if v is not None}
     config = get_preset(margs.pop("preset"), margs.pop("layer"), vocab_size=2 * 128 * 128, n_classes=11, **margs)
     tcfg = TrainConfig(**train_args)
