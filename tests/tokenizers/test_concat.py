@@ -4,6 +4,7 @@ build (samples, labels, recordings, split, sampling order), and caches that disa
 from __future__ import annotations
 
 import os
+import pickle
 
 import numpy as np
 import pytest
@@ -65,6 +66,17 @@ def test_shards_as_one_dataset_equal_the_one_cache_build(shards):
         o2 = TrainOrder(tr, 4, 0, labels=whole.labels[tr])
         assert [o1.rows(e, p).tolist() for e in (0, 1) for p in range(2)] == [o2.rows(e, p).tolist() for e in (0, 1)
                                                                               for p in range(2)]
+
+
+def test_few_files_open_at_a_time(shards):
+    paths = sorted((shards / "part").glob("train-*.h5"))
+    with TokenDataset(shards / "all.h5") as whole, ConcatTokenDataset(paths, max_open=2) as union:
+        for i in [*range(len(union)), *reversed(range(len(union)))]:
+            np.testing.assert_array_equal(union[i][0], whole[i][0])
+            assert sum(part._h5 is not None for part in union.parts) <= 2
+        clone = pickle.loads(pickle.dumps(union))
+        np.testing.assert_array_equal(clone[3][1], whole[3][1])
+    assert all(part._h5 is None for part in union.parts)
 
 
 def test_open_caches_and_patterns(shards, tmp_path):

@@ -92,8 +92,13 @@ def _check_same(first: CacheInfo, other: CacheInfo) -> None:
 class ConcatTokenDataset(_IndexedSamples):
     """Several token caches as one dataset: ``ds[i] -> (tokens int32 (L,), dt float32 (L,), label)``.
 
+    At most ``max_open`` caches keep their HDF5 file open at a time (the least recently read one
+    is closed, and reopened when read again), so thousands of shards stay under the limit of
+    open files.
+
     Args:
         paths: the cache files, in the order their samples take (at least one).
+        max_open: caches whose file stays open between reads (>= 1).
 
     Raises:
         DatasetError: a cache that cannot be read, caches that disagree (settings, sensor
@@ -101,9 +106,13 @@ class ConcatTokenDataset(_IndexedSamples):
             two caches.
     """
 
-    def __init__(self, paths: Sequence[str | os.PathLike]):
+    def __init__(self, paths: Sequence[str | os.PathLike], *, max_open: int = 64):
         if not paths:
             raise DatasetError("no cache files given")
+        if max_open < 1:
+            raise ValueError(f"max_open must be >= 1, got {max_open}")
+        self.max_open = int(max_open)
+        self._open: dict[int, None] = {}  # caches with an open file, least recently read first
         self.parts = tuple(TokenDataset(p) for p in paths)
         infos = [part._info for part in self.parts]
         seen: dict[Path, Path] = {}
@@ -152,6 +161,12 @@ class ConcatTokenDataset(_IndexedSamples):
 
     def __getitem__(self, i) -> tuple[np.ndarray, np.ndarray, int]:
         k, j = self._locate(i)
+        self._open.pop(k, None)
+        self._open[k] = None
+        if len(self._open) > self.max_open:
+            oldest = next(iter(self._open))
+            del self._open[oldest]
+            self.parts[oldest].close()
         return self.parts[k][j]
 
     def source_path(self, i: int) -> str:
@@ -163,6 +178,12 @@ class ConcatTokenDataset(_IndexedSamples):
         """Close every cache's file handle in this process (reopened on the next access)."""
         for part in self.parts:
             part.close()
+        self._open.clear()
+
+    def __getstate__(self) -> dict:
+        state = dict(self.__dict__)
+        state["_open"] = {}  # a new process opens its own files
+        return state
 
     def __repr__(self) -> str:
         return (f"ConcatTokenDataset({len(self.parts)} caches, samples={len(self)}, "
