@@ -171,10 +171,11 @@ def toml_value(value: Any) -> str:
     raise TypeError(f"no TOML form for {type(value).__name__}")
 
 
-def resolved_recipe(ctx: click.Context, inputs: list[str]) -> str:
+def resolved_recipe(ctx: click.Context, inputs: list[str], unset: list[str] = ()) -> str:
     """The options this invocation resolved to, as a recipe (with where each came from).
 
-    Options left unset (None: e.g. "the preset's value") are written as comments.
+    Options left unset (None: e.g. "the preset's value"), and those named in ``unset`` (set
+    but overridden by another option, e.g. ``steps`` by ``epochs``), are written as comments.
     """
     from eventssm import __version__
 
@@ -187,6 +188,6 @@ def resolved_recipe(ctx: click.Context, inputs: list[str]) -> str:
         lines.append(f"# recipe: {recipe} (set {', '.join(options_from(ctx, _SOURCES.DEFAULT_MAP)) or 'nothing'})")
     lines.append("# flags: " + (", ".join(options_from(ctx, _SOURCES.COMMANDLINE)) or "none"))
     for key, param in recipe_keys(ctx.command).items():
-        value = ctx.params.get(param.name)
+        value = None if param.name in unset else ctx.params.get(param.name)
         lines.append(f"# {key}: not set" if value is None else f"{key} = {toml_value(value)}")
     return "\n".join(lines) + "\n"

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import click
+from click.core import ParameterSource
 
 from eventssm.cli._common import (
     FiniteFloatRange,
@@ -49,6 +50,9 @@ _POSITIVE = click.IntRange(min=1)
 @click.option("--dtype", type=click.Choice(["float32", "bfloat16"]), default=None,
               help="Computation dtype of embeddings, projections and MLPs (the SSM stays float32). [default: float32]")
 @click.option("--steps", type=_POSITIVE, default=300, show_default=True, help="Optimizer updates.")
+@click.option("--epochs", type=_POSITIVE, default=None,
+              help="Instead of --steps: passes over the training split, steps = epochs x floor(training "
+                   "samples / batch-size) / accumulate (the rule of the S7 and EventSSM code).")
 @click.option("--batch-size", type=_POSITIVE, default=16, show_default=True,
               help="Rows per micro-batch (split over the devices).")
 @click.option("--accumulate", type=_POSITIVE, default=1, show_default=True,
@@ -57,6 +61,8 @@ _POSITIVE = click.IntRange(min=1)
 @click.option("--lr", type=FiniteFloatRange(min=0, min_open=True), default=4e-3, show_default=True)
 @click.option("--warmup-steps", type=click.IntRange(min=0), default=None,
               help="Linear learning-rate warm-up before the cosine decay. [default: min(100, steps / 10)]")
+@click.option("--warmup-epochs", type=click.IntRange(min=0), default=None,
+              help="Instead of --warmup-steps: warm-up in passes over the training split (as --epochs).")
 @click.option("--ssm-lr", type=FiniteFloatRange(min=0, min_open=True), default=1e-3, show_default=True)
 @click.option("--val-fraction", type=FiniteFloatRange(0, 1, max_open=True), default=0.2, show_default=True,
               help="Share of each class's recordings held out for validation (0 <= f < 1).")
@@ -103,22 +109,41 @@ def train(ctx: click.Context, caches: tuple[str, ...], out: Path, resume: bool, 
     if problem:
         fail(problem)
     paths = expand_caches(caches)
+    dropped = [_either(ctx, "steps", "epochs"), _either(ctx, "warmup_steps", "warmup_epochs")]
+    options.update({name: None for name in dropped if name})
     with StopRequest() as stop:
         from eventssm.cli.train_run import run_training
 
-        model_args, train_args = train_arguments(options)
+        model_args, train_args, epochs = train_arguments(options)
         run_training(paths, out, resume=resume, overwrite=overwrite, clear=clear_run_folder, stop=stop,
                      given=given_options(ctx, exclude=("devices",)),  # --devices applies to a resumed run too
-                     config_text=resolved_recipe(ctx, [str(p) for p in paths]), devices=devices,
-                     model_args=model_args, train_args=train_args)
+                     config_text=resolved_recipe(ctx, [str(p) for p in paths], unset=[d for d in dropped if d]),
+                     devices=devices, model_args=model_args, train_args=train_args, epochs=epochs)
+
+
+def _either(ctx: click.Context, steps: str, epochs: str) -> str | None:
+    """Which of two options that set the same thing (``steps`` / ``epochs``) is dropped: the one
+    from the weaker source (command line > recipe > default); None when ``epochs`` is unset.
+    Both from the same source is an error."""
+    if ctx.params[epochs] is None:
+        return None
+    rank = {ParameterSource.DEFAULT: 0, ParameterSource.DEFAULT_MAP: 1, ParameterSource.COMMANDLINE: 2}
+    a, b = (rank.get(ctx.get_parameter_source(n), 2) for n in (steps, epochs))
+    if ctx.params[steps] is None or b > a:
+        return steps
+    if a > b:
+        return epochs
+    where = f"both set in {ctx.params['config']}" if a == 1 else "both given"
+    fail(f"--{steps.replace('_', '-')} and --{epochs.replace('_', '-')} set the same thing ({where}); keep one")
 
 
 #: train options named otherwise in the model's configuration (option -> ClassifierConfig field)
 MODEL_FIELD_NAMES = {"stages": "n_stages"}
 
 
-def train_arguments(options: dict) -> tuple[dict, dict]:
-    """``train``'s option values -> (``get_preset`` arguments, ``TrainConfig`` fields).
+def train_arguments(options: dict) -> tuple[dict, dict, dict]:
+    """``train``'s option values -> (``get_preset`` arguments, ``TrainConfig`` fields,
+    ``{"epochs", "warmup_epochs"}``: steps counted in passes, resolved once the split is known).
 
     An option named like a :class:`~eventssm.train.config.TrainConfig` field goes to the
     training configuration; every other one (``preset``, ``layer`` and the model options) to
@@ -129,12 +154,12 @@ def train_arguments(options: dict) -> tuple[dict, dict]:
 
     from eventssm.train.config import TrainConfig
 
+    options = dict(options)
+    epochs = {k: options.pop(k) for k in ("epochs", "warmup_epochs")}
     fields = {f.name for f in dataclasses.fields(TrainConfig)}
     train_args = {k: v for k, v in options.items() if k in fields}
     model_args = {MODEL_FIELD_NAMES.get(k, k): v for k, v in options.items() if k not in fields}
-    if train_args["warmup_steps"] is None:
-        train_args["warmup_steps"] = min(100, train_args["steps"] // 10)
-    return model_args, train_args
+    return model_args, train_args, epochs
 
 
 @click.command("evaluate")

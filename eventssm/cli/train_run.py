@@ -98,11 +98,16 @@ class _Setup:
 
 
 def run_training(caches: list[Path], out: Path, *, resume: bool, overwrite: bool, clear, stop, given: list[str],
-                 devices: int | None, model_args: dict, train_args: dict, config_text: str | None = None) -> None:
-    """``eventssm train``: check, build, fit, calibrate and report (fails with one line)."""
+                 devices: int | None, model_args: dict, train_args: dict, config_text: str | None = None,
+                 epochs: dict | None = None) -> None:
+    """``eventssm train``: check, build, fit, calibrate and report (fails with one line).
+
+    ``train_args["steps"]`` / ``["warmup_steps"]`` may be None when ``epochs["epochs"]`` /
+    ``["warmup_epochs"]`` count them in passes over the training split (:func:`resolve_steps`).
+    """
     where = describe_paths(caches)
     setup = _prepare(caches, where, out, resume=resume, given=given, devices=devices, model_args=model_args,
-                     train_args=train_args)
+                     train_args=train_args, epochs=epochs or {})
     model, n_params = _build_model(setup.spec, out)
     if stop.requested:
         click.echo("interrupted before the first step; nothing saved", err=True)
@@ -124,14 +129,33 @@ def run_training(caches: list[Path], out: Path, *, resume: bool, overwrite: bool
     _report(history, out, setup.spec)
 
 
+def resolve_steps(train_args: dict, epochs: dict, n_train: int) -> dict:
+    """``train_args`` with ``steps`` and ``warmup_steps`` set.
+
+    With ``epochs["epochs"] = E``: ``steps = max(1, E · ⌊n_train / batch_size⌋ // accumulate)``,
+    the rule of the S7 and EventSSM code (``num_epochs · len(train_loader) //
+    accumulation_steps`` with a loader that drops the last incomplete batch); likewise
+    ``warmup_steps`` from ``epochs["warmup_epochs"]``. An unset warm-up is
+    ``min(100, steps // 10)``.
+    """
+    args = dict(train_args)
+    batches = n_train // args["batch_size"]
+    if epochs.get("epochs") is not None:
+        args["steps"] = max(1, epochs["epochs"] * batches // args["accumulate"])
+    if epochs.get("warmup_epochs") is not None:
+        args["warmup_steps"] = epochs["warmup_epochs"] * batches // args["accumulate"]
+    if args.get("warmup_steps") is None:
+        args["warmup_steps"] = min(100, args["steps"] // 10)
+    return args
+
+
 def _prepare(caches: list[Path], where: str, out: Path, *, resume: bool, given: list[str], devices: int | None,
-             model_args: dict, train_args: dict) -> _Setup:
+             model_args: dict, train_args: dict, epochs: dict) -> _Setup:
     """Open the caches, make (or read back) the run's spec, split, and check everything that can
     be checked before the model exists."""
     from eventssm.tokenizers.cache import open_caches
     from eventssm.tokenizers.dataset import DatasetError
     from eventssm.train import CheckpointError
-    from eventssm.train.data import split_by_source
     from eventssm.train.parallel import make_mesh
     from eventssm.train.preflight import PreflightError, check_classes, check_devices, check_lengths
 
@@ -140,10 +164,11 @@ def _prepare(caches: list[Path], where: str, out: Path, *, resume: bool, given: 
         if resume:
             spec = _resumed_spec(out, given)
             spec.check_compatible(ds, where=where, run=str(out))
+            tr, va = _split(ds, spec.train.val_fraction, spec.train.seed)
         else:
-            spec = _new_spec(ds, where, model_args, train_args)
+            tr, va = _split(ds, train_args["val_fraction"], train_args["seed"])
+            spec = _new_spec(ds, where, model_args, resolve_steps(train_args, epochs, len(tr)))
         tcfg = spec.train
-        tr, va = split_by_source(ds.labels, ds.source_index, tcfg.val_fraction, np.random.default_rng(tcfg.seed))
         if len(tr) == 0:
             fail(f"{where}: --val-fraction {tcfg.val_fraction:g} leaves no recording for training")
         notes = check_classes(ds.labels, tr, ds.class_names, where=where)
@@ -156,6 +181,13 @@ def _prepare(caches: list[Path], where: str, out: Path, *, resume: bool, given: 
     except (DatasetError, CheckpointError, PreflightError, ValueError) as exc:
         fail(str(exc))
     return _Setup(ds, spec, tr, va, notes, int(mesh.devices.size), mesh.devices.flat[0].platform)
+
+
+def _split(ds, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """The train/validation split by recording of a run with this ``val_fraction`` and ``seed``."""
+    from eventssm.train.data import split_by_source
+
+    return split_by_source(ds.labels, ds.source_index, val_fraction, np.random.default_rng(seed))
 
 
 def _resumed_spec(out: Path, given: list[str]):

@@ -12,7 +12,8 @@ from click.testing import CliRunner
 
 from eventssm.cli import main
 from eventssm.cli.recipe import recipe_keys, resolved_recipe
-from eventssm.cli.train import train, train_arguments
+from eventssm.cli.train import _either, train, train_arguments
+from eventssm.cli.train_run import resolve_steps
 from eventssm.models.presets import get_preset
 from eventssm.train.config import TrainConfig
 from tests.cli.errors import assert_one_error
@@ -44,21 +45,69 @@ def test_every_recipe_loads_and_validates(path):
         assert ctx.get_parameter_source(keys[key].name) is SOURCES.DEFAULT_MAP
     options = option_values(ctx)
     options.pop("devices")
-    model_args, train_args = train_arguments(options)
+    if _either(ctx, "steps", "epochs"):
+        options["steps"] = None
+    model_args, train_args, epochs = train_arguments(options)
     margs = {k: v for k, v in model_args.items() if v is not None}
     config = get_preset(margs.pop("preset"), margs.pop("layer"), vocab_size=2 * 128 * 128, n_classes=11, **margs)
-    tcfg = TrainConfig(**train_args)
-    assert tcfg.steps == table["steps"] and tcfg.lr == table["lr"] and tcfg.crop_events <= max(tcfg.buckets)
+    tcfg = TrainConfig(**resolve_steps(train_args, epochs, n_train=1000))
+    if "epochs" in table:
+        steps = table["epochs"] * (1000 // table["batch-size"]) // table["accumulate"]
+    else:
+        steps = table["steps"]
+    assert tcfg.steps == steps and tcfg.lr == table["lr"] and tcfg.crop_events <= max(tcfg.buckets)
     assert config.dropout == table.get("dropout", config.dropout) and config.layer == table["layer"]
 
 
 def test_dvs_recipes_follow_the_papers_learning_rate_rules():
-    """ssm lr = 1.2e-5 x batch 16 x accumulation 4, lr = 6 x ssm lr, 100 epochs of 17 updates."""
+    """ssm lr = 1.2e-5 x batch 16 x accumulation 4, lr = 6 x ssm lr, 100 epochs, 10 of warm-up."""
     for name in ("dvsgesture_s7.toml", "dvsgesture_eventssm.toml"):
         t = tomllib.loads((RECIPES[0].parent / name).read_text())
         assert t["ssm-lr"] == pytest.approx(1.2e-5 * t["batch-size"] * t["accumulate"])
         assert t["lr"] == pytest.approx(6 * t["ssm-lr"])
-        assert (t["steps"], t["warmup-steps"]) == (100 * (-(-1077 // 16) // 4), 10 * (-(-1077 // 16) // 4))
+        assert (t["epochs"], t["warmup-epochs"], t["batch-size"], t["accumulate"]) == (100, 10, 16, 4)
+        assert "steps" not in t and "warmup-steps" not in t
+
+
+def test_epochs_count_updates_as_the_official_code():
+    """Updates = epochs x len(loader) // accumulation, a loader of floor(n / batch) batches
+    (it drops the last incomplete one): 1,077 slices, batch 16, 4 accumulated -> 67 batches."""
+    base = {"steps": None, "warmup_steps": None, "batch_size": 16, "accumulate": 4}
+    got = resolve_steps(base, {"epochs": 100, "warmup_epochs": 10}, n_train=1077)
+    assert (got["steps"], got["warmup_steps"]) == (1675, 167)
+    got = resolve_steps(base, {"epochs": 3, "warmup_epochs": None}, n_train=1077)
+    assert (got["steps"], got["warmup_steps"]) == (50, 5)  # warm-up: min(100, steps // 10)
+    assert resolve_steps(base, {"epochs": 1}, n_train=10)["steps"] == 1  # fewer samples than a batch
+    got = resolve_steps({**base, "steps": 300}, {}, n_train=10)
+    assert (got["steps"], got["warmup_steps"]) == (300, 30)
+
+
+def test_steps_or_epochs_from_the_stronger_source(tmp_path):
+    epochs = tmp_path / "e.toml"
+    epochs.write_text("epochs = 5\nwarmup-epochs = 1\n")
+    assert _either(parse("--config", epochs), "steps", "epochs") == "steps"  # recipe beats default
+    assert _either(parse("--config", epochs, "--steps", "300"), "steps", "epochs") == "epochs"  # flag beats recipe
+    assert _either(parse("--config", epochs, "--warmup-steps", "3"), "warmup_steps", "warmup_epochs") == "warmup_epochs"
+    steps = tmp_path / "s.toml"
+    steps.write_text("steps = 5\n")
+    assert _either(parse("--config", steps, "--epochs", "2"), "steps", "epochs") == "steps"
+    assert _either(parse("--config", steps), "steps", "epochs") is None
+    ctx = parse("--config", epochs)
+    text = resolved_recipe(ctx, ["a.h5"], unset=["steps"])
+    assert "# steps: not set" in text and "epochs = 5" in text
+
+
+@pytest.mark.parametrize("content,flags,needle", [
+    ("steps = 5\nepochs = 2\n", [], "both set in"),
+    ("", ["--steps", "5", "--epochs", "2"], "both given"),
+    ("warmup-steps = 5\nwarmup-epochs = 2\n", [], "--warmup-steps and --warmup-epochs"),
+])
+def test_steps_and_epochs_from_one_source_are_refused(tmp_path, content, flags, needle):
+    recipe = tmp_path / "r.toml"
+    recipe.write_text(content)
+    r = CliRunner().invoke(main, ["train", str(tmp_path / "c.h5"), "-o", str(tmp_path / "run"), "--config",
+                                  str(recipe), *flags])
+    assert_one_error(r, needle, "keep one")
 
 
 def test_activities_recipe_is_the_train_defaults():

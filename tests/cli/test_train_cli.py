@@ -41,7 +41,10 @@ def workspace(tmp_path_factory):
         out = r.invoke(main, ["preprocess", str(root / "raw"), "-o", str(root / f"shard-{k}.h5"), "--labels-from",
                               "folder", "--workers", "1", "-q", "--shard", f"{k}/3"])
         assert out.exit_code == 0, out.output
-    out = r.invoke(main, ["train", str(root / "shard-*.h5"), "-o", str(root / "run"), "--config", str(RECIPE), *TRAIN])
+    # --epochs 1 (4 training samples, batches of 2) overrides the recipe's steps: 2 steps, as TRAIN's --steps 2
+    assert TRAIN[:2] == ["--steps", "2"]
+    out = r.invoke(main, ["train", str(root / "shard-*.h5"), "-o", str(root / "run"), "--config", str(RECIPE),
+                          *TRAIN[2:], "--epochs", "1"])
     assert out.exit_code == 0, out.output
     return root, out.output
 
@@ -76,13 +79,13 @@ def test_train_from_a_recipe_on_shards(workspace):
     assert f"{root / 'shard-1.h5'} (+2 more caches): 6 samples, 2 classes" in output
     spec = json.loads((root / "run" / "run.json").read_text())
     recipe = tomllib.loads(RECIPE.read_text())
-    assert spec["train"]["steps"] == 2 != recipe["steps"]  # the flag overrides the recipe
+    assert spec["train"]["steps"] == 2 != recipe["steps"]  # --epochs 1 overrides the recipe's steps
     assert spec["train"]["label_smoothing"] == recipe["label-smoothing"] and spec["train"]["lr"] == recipe["lr"]
     saved = tomllib.loads((root / "run" / "config.toml").read_text())
-    assert (saved["steps"], saved["lr"], saved["scan-method"], saved["preset"]) == (2, recipe["lr"], "sequential",
-                                                                                    "tiny")
+    assert (saved["epochs"], saved["lr"], saved["scan-method"], saved["preset"]) == (1, recipe["lr"], "sequential",
+                                                                                     "tiny")
     text = (root / "run" / "config.toml").read_text()
-    assert f"# recipe: {RECIPE}" in text and "shard-3.h5" in text
+    assert f"# recipe: {RECIPE}" in text and "shard-3.h5" in text and "# steps: not set" in text
 
 
 def test_evaluate_shards_as_one_cache(workspace):
