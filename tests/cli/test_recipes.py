@@ -33,6 +33,12 @@ def option_values(ctx) -> dict:
 
 def test_there_are_the_three_recipes():
     assert {p.name for p in RECIPES} >= {"dvsgesture_s7.toml", "dvsgesture_eventssm.toml", "activities.toml"}
+    sources = (("dvsgesture_s7.toml", "github.com/TaylanSoydan/S7", "99.2 %"),
+               ("dvsgesture_eventssm.toml", "github.com/Efficient-Scalable-Machine-Learning/event-ssm", "97.7 %"))
+    for name, repo, accuracy in sources:
+        text = (RECIPES[0].parent / name).read_text()
+        assert repo in text and "configs/task/dvs-gesture.yaml" in text and accuracy in text
+        assert "NOT RUN by this project" in text and "cannot express" in text
 
 
 @pytest.mark.parametrize("path", RECIPES, ids=lambda p: p.name)
