@@ -59,6 +59,7 @@ from eventssm.io.arrays import (
     resolve_sensor_size,
     structured_fields,
 )
+from eventssm.io.hdf5_heaps import check_global_heaps
 from eventssm.io.writers import EVENTSSM_VERSION
 
 log = logging.getLogger(__name__)
@@ -91,6 +92,12 @@ def _h5py():
 
 
 def _open(path: Path):
+    try:  # libhdf5 loops for ever on some damaged global heaps: refuse those before it sees them
+        problem = check_global_heaps(path)
+    except OSError as exc:
+        raise EventFileError(path, f"not a readable HDF5 file: {exc}") from None
+    if problem is not None:
+        raise EventFileError(path, f"damaged HDF5 file: {problem}")
     h5py = _h5py()
     try:
         return h5py.File(path, "r")

@@ -1,0 +1,80 @@
+"""A structural pre-check of HDF5 files: global heap collections that would hang libhdf5.
+
+Why: the fuzz campaign (``benchmarks/fuzz_readers.py``, benchmarks/RESULTS.md) found damaged
+HDF5 files that send libhdf5 (2.0.0, the newest h5py wheel, 3.16.0) into an endless loop that
+holds the GIL; a debugger showed every one inside ``H5HG__cache_heap_deserialize``, the
+parsing of a *global heap collection* (where variable-length data lives: string attributes
+such as ``meta`` or ``geometry``, the SHD/SSC spike arrays).
+
+Layout (HDF5 File Format Specification version 3, section III.E "Global Heap"), offsets from
+the collection's start, little-endian, 8-byte lengths (the sizes every writer we read uses)::
+
+    0   "GCOL"                signature
+    4   u8  version = 1
+    5   3 reserved bytes
+    8   u64 collection size   (bytes, header included)
+    16  objects, each:  u16 heap object index, u16 reference count, 4 reserved bytes,
+                        u64 object size, then the data padded to a multiple of 8 bytes.
+        Index 0 is the free space: its size counts the whole rest of the collection,
+        its own 16-byte header included.
+
+libhdf5 walks the objects from offset 16 to the collection's end, advancing by
+``16 + align8(size)`` for an object and by ``size`` for the free space. A free-space object of
+size 0 therefore never advances: the endless loop. (A size below 16 lands inside the free
+space and the walk goes on from whatever bytes are there, which can lead to a zero size later.)
+
+:func:`check_global_heaps` finds every collection by its signature (one pass over the file,
+through ``mmap``: C speed, no copy) and replays that walk; a walk that stops advancing is a
+damaged file. A valid file never has one: its walk always ends at the collection's end. The
+reference is libhdf5 itself (tests: every file the readers write still opens; the saved
+hanging inputs are refused).
+"""
+
+from __future__ import annotations
+
+import mmap
+import os
+import struct
+
+SIGNATURE = b"GCOL"
+HEADER = 16  # collection header and object header, bytes (8-byte lengths)
+_OBJECT = struct.Struct("<HHIQ")  # index, reference count, reserved, size
+
+
+def walk_collection(buf, start: int) -> str | None:
+    """Replay libhdf5's walk over the objects of the collection at ``buf[start:]``.
+
+    Returns:
+        ``None`` when the walk ends (or libhdf5 would refuse the collection itself: another
+        version, a size past the end of ``buf``), else the problem in words.
+    """
+    if start + HEADER > len(buf) or buf[start + 4] != 1:
+        return None
+    (size,) = struct.unpack_from("<Q", buf, start + 8)
+    end = start + size
+    if end > len(buf):
+        return None  # libhdf5 cannot read the collection: its own error
+    p = start + HEADER
+    while p + HEADER <= end:
+        index, _refs, _reserved, osize = _OBJECT.unpack_from(buf, p)
+        step = osize if index == 0 else HEADER + (osize + 7) // 8 * 8
+        if step == 0:
+            return f"global heap collection at byte {start:,}: free space of size 0 at byte {p:,}"
+        p += step
+    return None
+
+
+def check_global_heaps(path: str | os.PathLike) -> str | None:
+    """The first damaged global heap collection of the file ``path`` (see the module
+    docstring), or ``None``. OSError propagates (the caller reports unreadable files)."""
+    with open(path, "rb") as fh:
+        if os.fstat(fh.fileno()).st_size == 0:
+            return None
+        with mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as buf:
+            at = buf.find(SIGNATURE)
+            while at >= 0:
+                problem = walk_collection(buf, at)
+                if problem is not None:
+                    return problem
+                at = buf.find(SIGNATURE, at + 1)
+    return None
