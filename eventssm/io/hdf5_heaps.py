@@ -64,6 +64,18 @@ def walk_collection(buf, start: int) -> str | None:
     return None
 
 
+def damaged_collection(buf) -> str | None:
+    """The first collection of ``buf`` (bytes or mmap: a file or its head) whose walk does
+    not end, or ``None``."""
+    at = buf.find(SIGNATURE)
+    while at >= 0:
+        problem = walk_collection(buf, at)
+        if problem is not None:
+            return problem
+        at = buf.find(SIGNATURE, at + 1)
+    return None
+
+
 def check_global_heaps(path: str | os.PathLike) -> str | None:
     """The first damaged global heap collection of the file ``path`` (see the module
     docstring), or ``None``. OSError propagates (the caller reports unreadable files)."""
@@ -71,10 +83,4 @@ def check_global_heaps(path: str | os.PathLike) -> str | None:
         if os.fstat(fh.fileno()).st_size == 0:
             return None
         with mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as buf:
-            at = buf.find(SIGNATURE)
-            while at >= 0:
-                problem = walk_collection(buf, at)
-                if problem is not None:
-                    return problem
-                at = buf.find(SIGNATURE, at + 1)
-    return None
+            return damaged_collection(buf)

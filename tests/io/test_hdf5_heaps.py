@@ -1,0 +1,92 @@
+"""eventssm.io.hdf5_heaps: damaged global heap collections are refused before libhdf5 loops on
+them, and no valid file is refused.
+
+Collections are built here byte by byte from the HDF5 specification (section III.E); the
+damaged files are inputs of benchmarks/fuzz_readers.py on which libhdf5 2.0.0 never returned.
+The reads run in a worker process with a time limit, so a regression fails instead of hanging.
+"""
+
+from __future__ import annotations
+
+import struct
+
+import h5py
+import numpy as np
+import pytest
+
+from eventssm.events import EventFileError
+from eventssm.io import formats
+from eventssm.io.hdf5_heaps import check_global_heaps, walk_collection
+from eventssm.isolate import run_isolated
+from tests.conftest import TEST_DATA
+
+
+def _object(index: int, data: bytes) -> bytes:
+    pad = b"\0" * (-len(data) % 8)
+    return struct.pack("<HHIQ", index, 1, 0, len(data)) + data + pad
+
+
+def _collection(objects: bytes, size: int = 4096, free: int | None = None) -> bytes:
+    """A version-1 collection of ``size`` bytes: the objects, then the free-space object
+    (index 0) whose size counts the rest of the collection (or ``free`` when given)."""
+    rest = size - 16 - len(objects)
+    free_space = struct.pack("<HHIQ", 0, 0, 0, rest if free is None else free)
+    body = objects + free_space
+    return b"GCOL\x01\0\0\0" + struct.pack("<Q", size) + body + b"\0" * (size - 16 - len(body))
+
+
+def test_walk_of_hand_built_collections():
+    objs = _object(1, b"geometry 640x480") + _object(2, b'{"camera": "x"}')
+    assert walk_collection(_collection(objs), 0) is None
+    # a free space of size 0 is where libhdf5's walk never advances (4 + 16 + 2 objects of 32 bytes)
+    bad = b"pad!" + _collection(objs, free=0)
+    assert walk_collection(bad, 4) == "global heap collection at byte 4: free space of size 0 at byte 84"
+    # a free space of 3 bytes sends the walk into the zeros behind it: another index 0, size 0
+    assert walk_collection(_collection(objs, free=3), 0) is not None
+    # a collection that libhdf5 refuses itself (truncated, other version) is left to it
+    assert walk_collection(_collection(objs, free=0)[:2000], 0) is None
+    other = bytearray(_collection(objs, free=0))
+    other[4] = 2
+    assert walk_collection(bytes(other), 0) is None
+
+
+def test_valid_files_with_many_variable_length_objects_pass(tmp_path):
+    """Oracle: libhdf5 wrote these and reads them back; the pre-check must not refuse any."""
+    rng = np.random.default_rng(5)
+    path = tmp_path / "many.h5"
+    with h5py.File(path, "w") as f:
+        for i in range(60):  # strings of 0..700 bytes: several collections, odd paddings
+            f.attrs[f"a{i}"] = "x" * int(rng.integers(0, 700))
+        vlen = f.create_dataset("v", (40,), dtype=h5py.vlen_dtype(np.float32))
+        for i in range(40):
+            vlen[i] = rng.random(int(rng.integers(0, 300))).astype(np.float32)
+    assert path.read_bytes().count(b"GCOL") >= 2
+    assert check_global_heaps(path) is None
+    with h5py.File(path) as f:
+        assert len(f.attrs) == 60 and len(f["v"][39]) >= 0
+
+
+def _read_both(path) -> list[str]:
+    """Worker: the hdf5 reader's outcome for read and iter_chunks."""
+    spec = formats()["hdf5"]
+    out = []
+    for run in (lambda: spec.read(path, None), lambda: list(spec.iter_chunks(path, 50, None))):
+        try:
+            run()
+            out.append("a Recording")
+        except EventFileError as exc:
+            out.append(str(exc))
+    return out
+
+
+@pytest.mark.parametrize(("name", "where"), [
+    ("hdf5_global_heap_free_space_0_eventssm.h5", "at byte 6,144: free space of size 0 at byte 6,200"),
+    ("hdf5_global_heap_free_space_0_prophesee.h5", "at byte 8,712: free space of size 0 at byte 8,728"),
+])
+def test_fuzz_inputs_that_hung_libhdf5_are_one_error(name, where):
+    """Inputs 4329 and 5634 of the hdf5 campaign (seed 0): libhdf5 looped for ever in
+    H5HG__cache_heap_deserialize while reading a string attribute."""
+    path = TEST_DATA / "fuzz" / name
+    [(_, out)] = run_isolated(_read_both, [path], workers=1, timeout=60)
+    assert out.error is None, out.error  # "gave up after 60 s": the hang is back
+    assert out.value == [f"{path}: damaged HDF5 file: global heap collection {where}"] * 2
