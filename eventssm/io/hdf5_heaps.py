@@ -19,9 +19,12 @@ the collection's start, little-endian, 8-byte lengths (the sizes every writer we
         its own 16-byte header included.
 
 libhdf5 walks the objects from offset 16 to the collection's end, advancing by
-``16 + align8(size)`` for an object and by ``size`` for the free space. A free-space object of
-size 0 therefore never advances: the endless loop. (A size below 16 lands inside the free
-space and the walk goes on from whatever bytes are there, which can lead to a zero size later.)
+``16 + align8(size)`` for an object and by ``size`` for the free space, in 64-bit unsigned
+arithmetic. A free-space object of size 0 therefore never advances: the endless loop. A size
+near 2**64 wraps around: the walk stands still or moves back (the fuzz campaign found an
+object of size 2**64 - 1). A size below 16 lands inside the free space and the walk goes on
+from whatever bytes are there, which can lead to one of these later. A valid file's walk only
+ever moves forward, so a step of 0 or backwards is refused.
 
 :func:`check_global_heaps` finds every collection by its signature (one pass over the file,
 through ``mmap``: C speed, no copy) and replays that walk; a walk that stops advancing is a
@@ -39,6 +42,7 @@ import struct
 SIGNATURE = b"GCOL"
 HEADER = 16  # collection header and object header, bytes (8-byte lengths)
 _OBJECT = struct.Struct("<HHIQ")  # index, reference count, reserved, size
+_WRAP = 1 << 64  # sizes are 64-bit unsigned numbers in libhdf5
 
 
 def walk_collection(buf, start: int) -> str | None:
@@ -57,9 +61,16 @@ def walk_collection(buf, start: int) -> str | None:
     p = start + HEADER
     while p + HEADER <= end:
         index, _refs, _reserved, osize = _OBJECT.unpack_from(buf, p)
-        step = osize if index == 0 else HEADER + (osize + 7) // 8 * 8
+        if index == 0:
+            step = osize
+        else:  # 64-bit unsigned arithmetic, as in C: a size near 2**64 wraps around
+            step = (HEADER + (osize + 7) % _WRAP // 8 * 8) % _WRAP
+        where = f"global heap collection at byte {start:,}: "
         if step == 0:
-            return f"global heap collection at byte {start:,}: free space of size 0 at byte {p:,}"
+            what = "free space" if index == 0 else f"object {index}"
+            return where + f"{what} of size {osize:,} at byte {p:,} (the walk stands still)"
+        if step >= _WRAP // 2:  # the C pointer moves back: the walk may never end
+            return where + f"object {index} of size {osize:,} at byte {p:,} (the walk goes back)"
         p += step
     return None
 

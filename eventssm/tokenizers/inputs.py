@@ -157,7 +157,8 @@ def is_token_cache(path: str | os.PathLike, timeout: float | None = DEFAULT_TIME
     2 KiB in) and no damaged global heap collection there (:mod:`eventssm.io.hdf5_heaps`).
     Then the ``format`` attribute is read in a worker process
     (:func:`eventssm.isolate.run_isolated`) that is killed after ``timeout`` seconds. A file
-    that fails a check, or does not answer in time, is not a cache (logged).
+    that fails a check, or does not answer in time, is not a cache (logged). The answer is
+    kept for the same unchanged file (device, inode, size, modification time).
     """
     try:
         with open(path, "rb") as fh:
@@ -170,11 +171,20 @@ def is_token_cache(path: str | os.PathLike, timeout: float | None = DEFAULT_TIME
     if damaged is not None:
         log.info("%s: taken as not a token cache: damaged HDF5 file: %s", path, damaged)
         return False
-    [(_, out)] = run_isolated(_cache_format_attr, [os.fspath(path)], workers=1, timeout=timeout)
-    if out.error is not None:
-        log.info("%s: taken as not a token cache: %s", path, out.error)
+    try:
+        st = os.stat(path)
+    except OSError:
         return False
-    return out.value == FORMAT_NAME
+    key = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)  # the same unchanged file
+    if key not in _CHECKED:  # one worker per file, however many callers ask
+        [(_, out)] = run_isolated(_cache_format_attr, [os.fspath(path)], workers=1, timeout=timeout)
+        if out.error is not None:
+            log.info("%s: taken as not a token cache: %s", path, out.error)
+        _CHECKED[key] = out.error is None and out.value == FORMAT_NAME
+    return _CHECKED[key]
+
+
+_CHECKED: dict[tuple[int, int, int, int], bool] = {}  # is_token_cache's answers by file identity
 
 
 def _cache_format_attr(path: str) -> str | None:

@@ -40,7 +40,15 @@ def test_walk_of_hand_built_collections():
     assert walk_collection(_collection(objs), 0) is None
     # a free space of size 0 is where libhdf5's walk never advances (4 + 16 + 2 objects of 32 bytes)
     bad = b"pad!" + _collection(objs, free=0)
-    assert walk_collection(bad, 4) == "global heap collection at byte 4: free space of size 0 at byte 84"
+    assert walk_collection(bad, 4) == ("global heap collection at byte 4: free space of size 0 at byte 84 "
+                                       "(the walk stands still)")
+    # sizes near 2**64 wrap around in libhdf5's 64-bit arithmetic: still, or backwards
+    still = _collection(_object(1, b"ok") + struct.pack("<HHIQ", 2, 1, 0, 2**64 - 16))
+    assert walk_collection(still, 0) == ("global heap collection at byte 0: object 2 of size "
+                                         "18,446,744,073,709,551,600 at byte 40 (the walk stands still)")
+    back = _collection(struct.pack("<HHIQ", 3, 1, 0, 2**64 - 48))
+    assert walk_collection(back, 0).endswith("object 3 of size 18,446,744,073,709,551,568 at byte 16 "
+                                             "(the walk goes back)")
     # a free space of 3 bytes sends the walk into the zeros behind it: another index 0, size 0
     assert walk_collection(_collection(objs, free=3), 0) is not None
     # a collection that libhdf5 refuses itself (truncated, other version) is left to it
@@ -82,11 +90,14 @@ def _read_both(path) -> list[str]:
 @pytest.mark.parametrize(("name", "where"), [
     ("hdf5_global_heap_free_space_0_eventssm.h5", "at byte 6,144: free space of size 0 at byte 6,200"),
     ("hdf5_global_heap_free_space_0_prophesee.h5", "at byte 8,712: free space of size 0 at byte 8,728"),
+    ("hdf5_global_heap_size_wraps.h5", "at byte 8,712: free space of size 0 at byte 8,784"),
 ])
 def test_fuzz_inputs_that_hung_libhdf5_are_one_error(name, where):
-    """Inputs 4329 and 5634 of the hdf5 campaign (seed 0): libhdf5 looped for ever in
-    H5HG__cache_heap_deserialize while reading a string attribute."""
+    """Inputs 4329, 5634 and 65829 of the hdf5 campaign (seed 0): libhdf5 looped for ever in
+    H5HG__cache_heap_deserialize while reading a string attribute. In the last one an object
+    of size 2**64 - 1 (aligned: 0 in 64 bits) leads the walk into its data, to a free space
+    of size 0."""
     path = TEST_DATA / "fuzz" / name
     [(_, out)] = run_isolated(_read_both, [path], workers=1, timeout=60)
     assert out.error is None, out.error  # "gave up after 60 s": the hang is back
-    assert out.value == [f"{path}: damaged HDF5 file: global heap collection {where}"] * 2
+    assert out.value == [f"{path}: damaged HDF5 file: global heap collection {where} (the walk stands still)"] * 2
