@@ -16,7 +16,7 @@ import pytest
 
 from eventssm.events import EventFileError
 from eventssm.io import formats
-from eventssm.io.hdf5_heaps import check_global_heaps, walk_collection
+from eventssm.io.hdf5_heaps import check_global_heaps, check_vlen_descriptors, field_sizes, walk_collection
 from eventssm.isolate import run_isolated
 from tests.conftest import TEST_DATA
 
@@ -101,3 +101,51 @@ def test_fuzz_inputs_that_hung_libhdf5_are_one_error(name, where):
     [(_, out)] = run_isolated(_read_both, [path], workers=1, timeout=60)
     assert out.error is None, out.error  # "gave up after 60 s": the hang is back
     assert out.value == [f"{path}: damaged HDF5 file: global heap collection {where} (the walk stands still)"] * 2
+
+
+def test_vlen_descriptors_that_claim_more_than_the_file(tmp_path):
+    """Hand-written descriptors (u32 length, u64 collection address, u32 index each)."""
+    path = tmp_path / "desc.bin"
+    good = struct.pack("<IQI", 64, 2448, 1) + struct.pack("<IQI", 0, 0, 0)
+    path.write_bytes(b"\0" * 100 + good + struct.pack("<IQI", 700_000_000, 2448, 2) + b"\0" * 4000)
+    size = path.stat().st_size
+    assert check_vlen_descriptors(path, 100, 2, 4, size) is None  # 64 floats; an empty element
+    assert check_vlen_descriptors(path, 100, 3, 2, size) == (
+        f"element 2 claims 700,000,000 values in a heap collection at byte 2,448, more than the "
+        f"{size:,}-byte file holds")
+    path.write_bytes(b"\0" * 100 + struct.pack("<IQI", 3, 10**9, 1) + b"\0" * 100)
+    assert "element 0 claims 3 values in a heap collection at byte 1,000,000,000" in check_vlen_descriptors(
+        path, 100, 1, 4, 216)
+
+
+def test_fuzz_input_whose_vlen_length_made_libhdf5_allocate_gigabytes_is_one_error():
+    """Input 2796 of the hdf5 campaign (an SHD-style file of 14 KB): a damaged sequence length
+    of spikes/units made libhdf5 allocate 1.4 GiB before it reported the bad heap address
+    (in a worker with a memory cap here, should that come back)."""
+    path = TEST_DATA / "fuzz" / "hdf5_vlen_length_huge.h5"
+    [(_, out)] = run_isolated(_read_both, [path], workers=1, timeout=60)
+    assert out.error is None, out.error
+    assert out.value == [f"{path}: damaged HDF5 file: dataset /spikes/units: element 0 claims 734,478,199 "
+                         "values in a heap collection at byte 13,488,350,669,435,584,376, more than the "
+                         "14,480-byte file holds"] * 2
+
+
+def test_files_with_4_byte_offsets_and_a_user_block_are_left_to_libhdf5(tmp_path):
+    """The pre-checks replay the layout of 8-byte offsets and lengths: another layout (here
+    4-byte ones and a 1 KiB user block, written by libhdf5) is not refused, and reads."""
+    path = tmp_path / "small.h5"
+    fcpl = h5py.h5p.create(h5py.h5p.FILE_CREATE)
+    fcpl.set_sizes(4, 4)
+    fcpl.set_userblock(1024)
+    rng = np.random.default_rng(2)
+    with h5py.File(h5py.h5f.create(str(path).encode(), h5py.h5f.ACC_TRUNC, fcpl=fcpl)) as f:
+        g = f.create_group("events")
+        g["x"], g["y"] = rng.integers(0, 20, 30).astype(np.int16), rng.integers(0, 10, 30).astype(np.int16)
+        g["t"], g["p"] = np.arange(30, dtype=np.int64) * 7, rng.integers(0, 2, 30).astype(np.uint8)
+        g.attrs["note"] = "a variable-length string in a global heap"
+        f.create_dataset("v", (2,), dtype=h5py.vlen_dtype(np.float32))[0] = np.ones(3, np.float32)
+    assert path.read_bytes()[1024:1032] == b"\x89HDF\r\n\x1a\n"
+    assert field_sizes(path.read_bytes()) == (4, 4)
+    assert check_global_heaps(path) is None
+    rec = formats()["hdf5"].read(path, (20, 10, 2))
+    assert len(rec.events) == 30 and rec.events["t"][-1] == 29 * 7
