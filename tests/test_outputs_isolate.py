@@ -214,6 +214,7 @@ def no_precheck(monkeypatch):
     monkeypatch.setattr(hdf5, "check_global_heaps", lambda path: None)
 
 
+@FORK_OK
 def test_the_reader_refuses_the_hanging_file_before_libhdf5_sees_it(tmp_path, hanging_h5, forked_workers):
     """The same file without the switch: one damaged-file line, no time-out (a regression
     would hang the worker until --file-timeout, and the line would say "gave up")."""
