@@ -113,7 +113,8 @@ def preprocess(
         merge_polarity=merge_polarity, time_unit=time_unit, slice_events=slice_events,
         overlap=overlap, sort_events=sort_events, flip_x=flip_x, flip_y=flip_y,
     )
-    _check_output_file(output, [*inputs, *([labels_csv] if labels_csv else [])], overwrite, append)
+    _check_output_file(output, [*inputs, *([labels_csv] if labels_csv else [])], overwrite, append,
+                       file_timeout)
     class_list = _parse_classes(classes)
     comp = None if compression == "none" else compression
     if dataset is not None:
@@ -171,7 +172,8 @@ def _settings(**options):
         fail(str(exc))
 
 
-def _check_output_file(output: Path, inputs: list[Path], overwrite: bool, append: bool) -> None:
+def _check_output_file(output: Path, inputs: list[Path], overwrite: bool, append: bool,
+                       file_timeout: float) -> None:
     """OUTPUT is a file name that is never an input; an existing one only with
     --overwrite/--append, and only when it is an eventssm token cache."""
     if output.is_dir():
@@ -181,9 +183,10 @@ def _check_output_file(output: Path, inputs: list[Path], overwrite: bool, append
     from eventssm.outputs import OutputError, check_output
     from eventssm.tokenizers.dataset import is_token_cache
 
-    try:
+    try:  # is_token_cache opens an existing output in a worker with the --file-timeout limit
         check_output(output, inputs=inputs, overwrite=overwrite or append,
-                     replaceable=is_token_cache, what="an eventssm token cache")
+                     replaceable=lambda p: is_token_cache(p, timeout=file_timeout or None),
+                     what="an eventssm token cache")
     except OutputError as exc:
         fail(str(exc))
 

@@ -5,6 +5,7 @@ Never imports JAX; logs, never prints.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 from collections.abc import Callable, Iterator, Sequence
@@ -125,7 +126,7 @@ def build_cache(
     out = Path(path)
     settings = coerce_settings(settings)
     files, sensor_size = _check_request(out, files, labels, sensor_size, compression, append,
-                                        overwrite)
+                                        overwrite, file_timeout)
     report = BuildReport(out)
     existing = read_cache_info(out) if (append and out.exists()) else None
     if existing is not None:
@@ -174,7 +175,7 @@ def _new_files(out: Path, existing: CacheInfo, settings, files: list[str], label
 
 
 def _check_request(out: Path, files, labels, sensor_size, compression, append: bool,
-                   overwrite: bool) -> tuple[list[str], SensorSize | None]:
+                   overwrite: bool, file_timeout: float | None) -> tuple[list[str], SensorSize | None]:
     """The arguments of :func:`build_cache` that need no file read: ``(absolute files, sensor
     size as ints)``; DatasetError (one line) for no files, a label count that differs, an
     unknown compression, or an output that may not be written (never an input; only an
@@ -189,8 +190,9 @@ def _check_request(out: Path, files, labels, sensor_size, compression, append: b
         sensor_size = tuple(int(v) for v in sensor_size)
     if out.exists() and not (append or overwrite):
         raise DatasetError(f"{out}: exists; pass overwrite or append")
-    try:
-        check_output(out, inputs=files, overwrite=append or overwrite, replaceable=is_token_cache,
+    try:  # is_token_cache opens an existing output in a worker with the file_timeout limit
+        check_output(out, inputs=files, overwrite=append or overwrite,
+                     replaceable=functools.partial(is_token_cache, timeout=file_timeout),
                      what="an eventssm token cache")
     except OutputError as exc:
         raise DatasetError(str(exc)) from None
