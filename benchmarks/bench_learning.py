@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import resource
 import shlex
 import sys
 import tempfile
@@ -151,8 +152,9 @@ def run_fold(work: Path, takes: dict, test: str, train_args: list[str], tag: str
     # class ids follow the sorted class names; the test cache (one class) maps it by name
     names = list(train_ds.class_names)
     true = names.index(test_ds.class_names[0])
-    logits, _, _ = collect_logits(model, test_ds)
+    logits, _, index = collect_logits(model, test_ds)
     labels = np.full(len(logits), true)
+    n_events = test_ds.lengths[index]
     lp = log_softmax(logits)
     pred = lp.argmax(1)
     take_pred = int(np.argmax(lp.mean(0)))
@@ -165,6 +167,9 @@ def run_fold(work: Path, takes: dict, test: str, train_args: list[str], tag: str
         "ece_before": ece(np.exp(lp), labels), "ece_after": ece(np.exp(log_softmax(logits / temperature)), labels),
         "nll_before": nll(logits, labels), "nll_after": nll(logits, labels, temperature),
         "temperature": temperature, "train_seconds": train_s, "val": val_line,
+        # per window (in the cache's order): events in it, predicted class
+        "window_events": [int(n) for n in n_events[np.argsort(index)]],
+        "window_pred": [names[int(k)] for k in pred[np.argsort(index)]],
     }
 
 
@@ -235,7 +240,11 @@ def main() -> None:
             print(f"   {layer}: {len(folds)} folds in {summary['seconds']:.0f} s", flush=True)
             result["layers"][layer] = {"args": args, "folds": folds, "summary": summary}
     result["seconds"] = time.perf_counter() - t_all
-    print(f"total {result['seconds']:.0f} s", flush=True)
+    ru = resource.getrusage(resource.RUSAGE_SELF)
+    # CPU seconds of this process (all its threads): on a loaded machine the wall time says little,
+    # the CPU time divided by the cores it could use bounds what a quiet machine would take
+    result["cpu_seconds"] = ru.ru_utime + ru.ru_stime
+    print(f"total {result['seconds']:.0f} s wall, {result['cpu_seconds']:.0f} s CPU", flush=True)
     if a.json is not None:
         a.json.write_text(json.dumps(result, indent=2, default=str) + "\n")
 

@@ -39,7 +39,7 @@ def main() -> None:
     out = a.out
     if out.exists():
         shutil.rmtree(out)
-    per_class, steps, test_per_class = (3, 10, 1) if a.quick else (16, 300, 3)
+    per_class, steps, test_per_class = (3, 10, 1) if a.quick else (32, 600, 6)
     sim = ["--size", "32x32", "--frames", "24"]
 
     run("simulate", str(out / "raw"), "--per-class", str(per_class), *sim, "--seed", "0")

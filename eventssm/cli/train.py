@@ -72,7 +72,8 @@ _POSITIVE = click.IntRange(min=1)
               help="Stop after P validations without improvement (0: never).")
 @click.option("--augment", type=click.Choice(AUGMENT_RECIPES), default="geometric", show_default=True,
               help="Event augmentation of the training crops: basic = drop 10 %, time skew and jitter, "
-                   "1 px spatial jitter; geometric adds shift, rotation and zoom (docs/cli.md).")
+                   "1 px spatial jitter; geometric drops 0-50 % (per sample), stretches time by 0.67-1.5 "
+                   "and adds shift, rotation and zoom (docs/cli.md).")
 @click.option("--cutmix", type=FiniteFloatRange(0, 1), default=0.5, show_default=True,
               help="Probability of mixing a training sample with another one by event CutMix (soft labels).")
 @click.option("--label-smoothing", type=FiniteFloatRange(0, 1, max_open=True), default=0.1, show_default=True,

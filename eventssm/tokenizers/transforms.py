@@ -385,16 +385,20 @@ class Downsample(_EventOp):
 @dataclass(frozen=True)
 class DropEvent(_EventOp):
     """Drop each event independently with probability ``p`` (a Bernoulli mask, so the number
-    dropped is random, mean ``p · N``; tonic drops exactly ``round(p · N)``)."""
+    dropped is random, mean ``p · N``; tonic drops exactly ``round(p · N)``). ``p`` may be a
+    range ``(low, high)``: each call draws its probability uniformly from it, so the event
+    density of the samples varies (a sensor's bias settings change it)."""
 
-    p: float = 0.1
+    p: float | tuple[float, float] = 0.1
 
     def __post_init__(self):
-        if not 0.0 <= self.p <= 1.0:
+        lo, hi = _range(self.p, "DropEvent p")
+        if not (0.0 <= lo and hi <= 1.0):
             raise ArgumentError(f"DropEvent p must be in [0, 1], got {self.p}")
 
     def _op(self, rng):
-        return kernels.OP_DROP, (), (float(self.p),), kernels.rng_seed(rng), ()
+        p = _uniform(rng, *_range(self.p, "DropEvent p"))
+        return kernels.OP_DROP, (), (p,), kernels.rng_seed(rng), ()
 
 
 @dataclass(frozen=True)

@@ -300,6 +300,32 @@ def test_drop_event_reference(seed, p, n):
     assert_subsequence(out, ev)
 
 
+@HYP
+@given(seed=st.integers(0, 2**32 - 1), lo=st.floats(0.0, 0.5), hi=st.floats(0.5, 1.0))
+def test_drop_event_range_draws_p_per_call(seed, lo, hi):
+    """DropEvent((lo, hi)): p ~ U(lo, hi) from the generator, then the Bernoulli mask of
+    DropEvent(p) with the generator's next seed (drawn in that order)."""
+    ev = stream(seed % 500, n=600)
+    out = T.DropEvent((lo, hi))(ev, np.random.default_rng(seed))
+    rng = np.random.default_rng(seed)
+    p = rng.uniform(lo, hi) if lo != hi else lo
+    assert lo <= p <= hi
+    u = np.array([(w >> 11) * 2.0**-53 for w in splitmix64_py(K.rng_seed(rng), len(ev))])
+    np.testing.assert_array_equal(out, ev[u >= p])
+
+
+def test_drop_event_range_varies_density():
+    ev = stream(2, n=4000)
+    rng = np.random.default_rng(5)
+    kept = np.array([len(T.DropEvent((0.0, 0.5))(ev, rng)) / len(ev) for _ in range(200)])
+    assert kept.min() > 0.5 - 0.05 and kept.max() <= 1.0
+    assert kept.max() - kept.min() > 0.35  # the density really varies from call to call
+    with pytest.raises(ArgumentError):
+        T.DropEvent((0.2, 1.5))
+    with pytest.raises(ArgumentError):
+        T.DropEvent((0.6, 0.2))
+
+
 def test_drop_event_rate():
     ev = stream(1, n=20_000)
     out = T.DropEvent(0.25)(ev, np.random.default_rng(3))

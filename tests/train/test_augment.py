@@ -89,7 +89,8 @@ def test_recipes_stay_on_the_grid_and_follow_the_seed(name):
         assert not np.array_equal(t1, t3)
         assert t1.dtype == np.int32 and d1.dtype == np.float32
         assert t1.min() >= 0 and t1.max() < vocab and (d1 >= 0).all() and d1[0] == 0
-        assert 0.5 * len(t0) < len(t1) <= len(t0)
+        # basic drops 10 %; geometric up to 50 %, and shifts, turns and zooms events off the grid
+        assert (0.5 if name == "basic" else 0.25) * len(t0) < len(t1) <= len(t0)
     with pytest.raises(ValueError, match="augmentation must be one of"):
         recipe("flip", grid)
 
@@ -141,3 +142,23 @@ def test_fit_augmentation_needs_the_grid_and_rejects_unknown_recipes():
         TrainConfig(cutmix=1.5)
     cfg = TrainConfig(augment="geometric", cutmix=0.25)
     assert TrainConfig.from_json(cfg.to_json()) == cfg
+
+
+def test_geometric_varies_the_event_density_and_the_time_scale():
+    """``geometric`` draws its drop share from 0-50 % and its time stretch from 0.67-1.5 per
+    sample: over many draws of one sample the kept share and the duration spread over those
+    ranges (``basic`` keeps 90 % and 0.9-1.1)."""
+    grid = (64, 64)
+    rng = np.random.default_rng(7)
+    n = 4000
+    t = np.cumsum(rng.integers(1, 200, n))
+    ev = make_events(rng.integers(24, 40, n), rng.integers(24, 40, n), t, rng.random(n) < 0.5)
+    ops = recipe("geometric", grid).transforms
+    drop = next(op for op in ops if isinstance(op, T.DropEvent))
+    skew = next(op for op in ops if isinstance(op, T.TimeSkew))
+    kept = np.array([len(drop(ev, rng)) / n for _ in range(300)])
+    assert kept.min() < 0.55 and kept.max() > 0.95 and kept.min() > 0.45
+    span = [(lambda e: (e["t"][-1] - e["t"][0]) / (t[-1] - t[0]))(skew(ev, rng)) for _ in range(300)]
+    assert 0.66 < min(span) < 0.72 and 1.45 < max(span) < 1.51
+    basic = next(op for op in recipe("basic", grid).transforms if isinstance(op, T.DropEvent))
+    assert basic.p == 0.1
