@@ -36,7 +36,9 @@ _TRAIN_OPTIONS = ("preset", "layer", "d_model", "d_state", "stages", "layers_per
 @click.option("--overwrite", is_flag=True, help="Replace the run in OUT (other files there are kept).")
 @click.option("--preset", default="tiny", show_default=True,
               help="Model dims: tiny, s7-dvs, eventssm-dvs-small.")
-@click.option("--layer", type=click.Choice(["s7", "s5"]), default="s7", show_default=True)
+@click.option("--layer", type=click.Choice(["s7", "s5", "s7paper"]), default="s7", show_default=True,
+              help="SSM layer: s7 (low-rank input dependence), s5, or s7paper (S7 as the paper's code: "
+                   "full per-token B_k, C_k; docs/model.md).")
 @click.option("--d-model", type=_POSITIVE, default=None, help="Override the preset's feature size.")
 @click.option("--d-state", type=_POSITIVE, default=None, help="Override the preset's state size.")
 @click.option("--stages", type=_POSITIVE, default=None, help="Override the preset's number of stages.")
