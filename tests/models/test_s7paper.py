@@ -17,6 +17,8 @@ from eventssm.models.discretization import phi1
 from eventssm.models.pooling import pool_window_last
 from eventssm.models.presets import get_preset
 from eventssm.models.s7paper import S7PaperSSM, dt_rank, s7paper_param_count, s7paper_reference
+from tests.models.test_s5 import inputs as s5_inputs
+from tests.models.test_s5 import jitted, rel
 
 H, N = 5, 12
 
@@ -32,23 +34,8 @@ def make(seed=0, conj=True, scan="sequential", h=H, n=N) -> S7PaperSSM:
 
 
 def inputs(seed=0, bsz=3, length=40, h=H):
-    rng = np.random.default_rng(seed)
-    u = rng.normal(size=(bsz, length, h)).astype(np.float32)
-    dt = rng.exponential(1.0, size=(bsz, length)).astype(np.float32)
-    dt[:, 0] = 0.0
-    return u, dt
-
-
-def jitted(m):
-    graphdef, state = nnx.split(m)
-    call = jax.jit(lambda u, dt, x0=None: nnx.merge(graphdef, state)(u, dt, x0))
-    step = jax.jit(lambda x, u_k, dt_k: nnx.merge(graphdef, state).step(x, u_k, dt_k))
-    return call, step
-
-
-def rel(x, ref):
-    x = np.asarray(x, np.complex128)
-    return float(np.linalg.norm(x - ref) / np.linalg.norm(ref))
+    """u ~ N(0, 1) (B, L, h), dt ~ Exp(1) with dt_0 = 0 (test_s5's inputs at this H)."""
+    return s5_inputs(seed, bsz, length, h)
 
 
 @pytest.mark.parametrize("conj,scan", [(True, "sequential"), (False, "associative")])
