@@ -70,3 +70,22 @@ def check_new_folder(path: Path, what: str) -> None:
         fail(f"{path}: cannot create the {what}: {anc} is a file, not a folder")
     if not os.access(anc, os.W_OK | os.X_OK):
         fail(f"{path}: cannot create the {what}: {anc} is not writable")
+
+
+def describe_paths(paths: list[Path]) -> str:
+    """How messages name one or several input files: ``a.h5``, or ``a.h5 (+3 more caches)``."""
+    if len(paths) == 1:
+        return str(paths[0])
+    return f"{paths[0]} (+{len(paths) - 1} more caches)"
+
+
+def expand_caches(args: tuple[str, ...]) -> list[Path]:
+    """The cache arguments of ``train``/``evaluate`` (files and quoted glob patterns) -> files,
+    failing with one line on a pattern that matches nothing."""
+    from eventssm.tokenizers.cache.concat import expand_cache_paths
+    from eventssm.tokenizers.settings import DatasetError
+
+    try:
+        return expand_cache_paths(args)
+    except DatasetError as exc:
+        fail(str(exc))

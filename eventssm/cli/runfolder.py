@@ -13,8 +13,8 @@ from pathlib import Path
 
 #: what ``eventssm train`` (and ``eventssm plot``) write into a run folder; an older layout's
 #: files are listed too, so --overwrite replaces such a folder
-RUN_ENTRIES = ("checkpoints", "run.json", "metrics.jsonl", "curves.png", "confusion.png", "calibration.json",
-               "model.json", "params.npz", "train.json", "tokenizer.json", "metrics.json")
+RUN_ENTRIES = ("checkpoints", "run.json", "config.toml", "metrics.jsonl", "curves.png", "confusion.png",
+               "calibration.json", "model.json", "params.npz", "train.json", "tokenizer.json", "metrics.json")
 
 
 def is_run_folder(path: Path) -> bool:

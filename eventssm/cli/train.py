@@ -6,8 +6,17 @@ import json
 from pathlib import Path
 
 import click
+from click.core import ParameterSource
 
-from eventssm.cli._common import FiniteFloatRange, check_new_folder, fail, os_error_message
+from eventssm.cli._common import (
+    FiniteFloatRange,
+    check_new_folder,
+    describe_paths,
+    expand_caches,
+    fail,
+    os_error_message,
+)
+from eventssm.cli.recipe import config_option, given_options, resolved_recipe
 from eventssm.cli.stop import StopRequest
 
 #: ClassifierConfig.scan_method values (eventssm.models.classifier.SCAN_METHODS; listed here so
@@ -22,18 +31,13 @@ _SEED = click.IntRange(0, 2**31 - 1)
 _POSITIVE = click.IntRange(min=1)
 
 
-_TRAIN_OPTIONS = ("preset", "layer", "d_model", "d_state", "stages", "layers_per_stage", "scan_method", "dtype",
-                  "steps", "batch_size", "crop_events", "lr", "ssm_lr", "val_fraction", "augment", "cutmix",
-                  "label_smoothing", "weight_decay", "dropout", "sampling", "seed",
-                  "log_every", "eval_every", "patience", "accumulate", "checkpoint_every", "keep")
-
-
 @click.command("train")
-@click.argument("cache", type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("caches", nargs=-1, required=True, metavar="CACHE...")
 @click.option("-o", "--out", "out", required=True, type=click.Path(file_okay=False, path_type=Path),
               help="Run folder: checkpoints, metrics.jsonl, pictures (docs/long_runs.md).")
 @click.option("--resume", is_flag=True, help="Continue the run in OUT from its newest intact checkpoint.")
 @click.option("--overwrite", is_flag=True, help="Replace the run in OUT (other files there are kept).")
+@config_option
 @click.option("--preset", default="tiny", show_default=True,
               help="Model dims: tiny, s7-dvs, eventssm-dvs-small.")
 @click.option("--layer", type=click.Choice(["s7", "s5", "s7paper"]), default="s7", show_default=True,
@@ -48,12 +52,19 @@ _TRAIN_OPTIONS = ("preset", "layer", "d_model", "d_state", "stages", "layers_per
 @click.option("--dtype", type=click.Choice(["float32", "bfloat16"]), default=None,
               help="Computation dtype of embeddings, projections and MLPs (the SSM stays float32). [default: float32]")
 @click.option("--steps", type=_POSITIVE, default=300, show_default=True, help="Optimizer updates.")
+@click.option("--epochs", type=_POSITIVE, default=None,
+              help="Instead of --steps: passes over the training split, steps = epochs x floor(training "
+                   "samples / batch-size) / accumulate (the rule of the S7 and EventSSM code).")
 @click.option("--batch-size", type=_POSITIVE, default=16, show_default=True,
               help="Rows per micro-batch (split over the devices).")
 @click.option("--accumulate", type=_POSITIVE, default=1, show_default=True,
               help="Micro-batches per update (gradient accumulation).")
 @click.option("--crop-events", type=_POSITIVE, default=4096, show_default=True, help="Random training crops (events).")
 @click.option("--lr", type=FiniteFloatRange(min=0, min_open=True), default=4e-3, show_default=True)
+@click.option("--warmup-steps", type=click.IntRange(min=0), default=None,
+              help="Linear learning-rate warm-up before the cosine decay. [default: min(100, steps / 10)]")
+@click.option("--warmup-epochs", type=click.IntRange(min=0), default=None,
+              help="Instead of --warmup-steps: warm-up in passes over the training split (as --epochs).")
 @click.option("--ssm-lr", type=FiniteFloatRange(min=0, min_open=True), default=1e-3, show_default=True)
 @click.option("--val-fraction", type=FiniteFloatRange(0, 1, max_open=True), default=0.2, show_default=True,
               help="Share of each class's recordings held out for validation (0 <= f < 1).")
@@ -82,17 +93,16 @@ _TRAIN_OPTIONS = ("preset", "layer", "d_model", "d_state", "stages", "layers_per
               help="Most recent checkpoints kept (the best by validation is kept besides).")
 @click.option("--devices", type=_POSITIVE, default=None, help="Devices for data parallelism (default: all).")
 @click.pass_context
-def train(ctx: click.Context, cache: Path, out: Path, resume: bool, overwrite: bool, preset: str, layer: str,
-          d_model: int | None, d_state: int | None, stages: int | None, layers_per_stage: int | None,
-          scan_method: str | None, dtype: str | None, steps: int, batch_size: int, accumulate: int,
-          crop_events: int, lr: float, ssm_lr: float, val_fraction: float, eval_every: int, patience: int,
-          augment: str, cutmix: float, label_smoothing: float, weight_decay: float, dropout: float | None,
-          sampling: str, seed: int, log_every: int, checkpoint_every: int, keep: int, devices: int | None) -> None:
+def train(ctx: click.Context, caches: tuple[str, ...], out: Path, resume: bool, overwrite: bool,
+          config: Path | None, devices: int | None, **options) -> None:
     """Train a classifier on CACHE (made by `eventssm preprocess`) into the run folder OUT.
 
-    OUT receives checkpoints (the last --keep and the best by validation), metrics.jsonl and
-    pictures; `evaluate` and `classify` load its best checkpoint. Ctrl-C saves and stops;
-    --resume continues.
+    Several caches (files or quoted globs such as 'shards/train-*.h5') are one dataset; they
+    must share tokenizer settings, sensor, vocabulary and class names. --config FILE reads the
+    options from a recipe (recipes/); flags given here override it. OUT receives checkpoints
+    (the last --keep and the best by validation), metrics.jsonl, pictures and config.toml (the
+    resolved options); `evaluate` and `classify` load its best checkpoint. Ctrl-C saves and
+    stops; --resume continues.
     """
     from eventssm.cli.runfolder import check_run_folder, clear_run_folder
 
@@ -100,61 +110,84 @@ def train(ctx: click.Context, cache: Path, out: Path, resume: bool, overwrite: b
     problem = check_run_folder(out, resume=resume, overwrite=overwrite)
     if problem:
         fail(problem)
-    given = [f"--{name.replace('_', '-')}" for name in _TRAIN_OPTIONS
-             if ctx.get_parameter_source(name) is click.core.ParameterSource.COMMANDLINE]
+    paths = expand_caches(caches)
+    dropped = [_either(ctx, "steps", "epochs"), _either(ctx, "warmup_steps", "warmup_epochs")]
+    options.update({name: None for name in dropped if name})
     with StopRequest() as stop:
         from eventssm.cli.train_run import run_training
 
-        run_training(cache, out, resume=resume, overwrite=overwrite, clear=clear_run_folder, stop=stop,
-                     given=given, devices=devices, model_args=dict(
-                         preset=preset, layer=layer, d_model=d_model, d_state=d_state, n_stages=stages,
-                         layers_per_stage=layers_per_stage, scan_method=scan_method, dtype=dtype,
-                         dropout=dropout),
-                     train_args=dict(steps=steps, batch_size=batch_size, accumulate=accumulate,
-                                     crop_events=crop_events, lr=lr, ssm_lr=ssm_lr, val_fraction=val_fraction,
-                                     eval_every=eval_every, patience=patience, augment=augment, cutmix=cutmix,
-                                     label_smoothing=label_smoothing, weight_decay=weight_decay, sampling=sampling,
-                                     seed=seed, log_every=log_every, checkpoint_every=checkpoint_every, keep=keep,
-                                     warmup_steps=min(100, steps // 10)))
+        model_args, train_args, epochs = train_arguments(options)
+        run_training(paths, out, resume=resume, overwrite=overwrite, clear=clear_run_folder, stop=stop,
+                     given=given_options(ctx, exclude=("devices",)),  # --devices applies to a resumed run too
+                     config_text=resolved_recipe(ctx, [str(p) for p in paths], unset=[d for d in dropped if d]),
+                     devices=devices, model_args=model_args, train_args=train_args, epochs=epochs)
+
+
+def _either(ctx: click.Context, steps: str, epochs: str) -> str | None:
+    """Which of two options that set the same thing (``steps`` / ``epochs``) is dropped: the one
+    from the weaker source (command line > recipe > default); None when ``epochs`` is unset.
+    Both from the same source is an error."""
+    if ctx.params[epochs] is None:
+        return None
+    rank = {ParameterSource.DEFAULT: 0, ParameterSource.DEFAULT_MAP: 1, ParameterSource.COMMANDLINE: 2}
+    a, b = (rank.get(ctx.get_parameter_source(n), 2) for n in (steps, epochs))
+    if ctx.params[steps] is None or b > a:
+        return steps
+    if a > b:
+        return epochs
+    where = f"both set in {ctx.params['config']}" if a == 1 else "both given"
+    fail(f"--{steps.replace('_', '-')} and --{epochs.replace('_', '-')} set the same thing ({where}); keep one")
+
+
+#: train options named otherwise in the model's configuration (option -> ClassifierConfig field)
+MODEL_FIELD_NAMES = {"stages": "n_stages"}
+
+
+def train_arguments(options: dict) -> tuple[dict, dict, dict]:
+    """``train``'s option values -> (``get_preset`` arguments, ``TrainConfig`` fields,
+    ``{"epochs", "warmup_epochs"}``: steps counted in passes, resolved once the split is known).
+
+    An option named like a :class:`~eventssm.train.config.TrainConfig` field goes to the
+    training configuration; every other one (``preset``, ``layer`` and the model options) to
+    the model's, so a new model option needs no change here when it is named like its
+    ClassifierConfig field.
+    """
+    import dataclasses
+
+    from eventssm.train.config import TrainConfig
+
+    options = dict(options)
+    epochs = {k: options.pop(k) for k in ("epochs", "warmup_epochs")}
+    fields = {f.name for f in dataclasses.fields(TrainConfig)}
+    train_args = {k: v for k, v in options.items() if k in fields}
+    model_args = {MODEL_FIELD_NAMES.get(k, k): v for k, v in options.items() if k not in fields}
+    return model_args, train_args, epochs
 
 
 @click.command("evaluate")
 @click.argument("run", type=click.Path(file_okay=False, path_type=Path))
-@click.argument("cache", type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("caches", nargs=-1, required=True, metavar="CACHE...")
 @click.option("--batch-size", type=_POSITIVE, default=16, show_default=True)
 @click.option("--last", is_flag=True, help="Use the run's last checkpoint instead of its best by validation.")
 @click.option("--confusion-png", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Also draw the confusion matrix into this PNG file (a new file).")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
-def evaluate_cmd(run: Path, cache: Path, batch_size: int, last: bool, confusion_png: Path | None,
+def evaluate_cmd(run: Path, caches: tuple[str, ...], batch_size: int, last: bool, confusion_png: Path | None,
                  as_json: bool) -> None:
     """Accuracy, per-class precision/recall/F1 and confusion matrix of the run RUN on every
-    sample of CACHE (its best checkpoint by validation, or --last)."""
+    sample of CACHE (its best checkpoint by validation, or --last). Several caches (files or
+    quoted globs) are evaluated as one dataset."""
     if confusion_png is not None and confusion_png.exists():
         fail(f"{confusion_png}: exists; give a new file name")
-    from eventssm.predict import PredictError, check_cache, read_run_info
-    from eventssm.tokenizers.dataset import DatasetError, TokenDataset
-
-    # cheap checks first: no JAX until the run folder and the cache are known to match
-    try:
-        info = read_run_info(run)
-        ds = TokenDataset(cache)
-        check_cache(info, ds, cache)
-    except (PredictError, DatasetError) as exc:
-        fail(str(exc))
-    from eventssm.train import CheckpointError, evaluate, load_run
-    from eventssm.train.preflight import PreflightError, check_lengths
-    from eventssm.train.record import per_class
-
-    try:
-        loaded = load_run(run, "last" if last else "best")
-        loaded.spec.check_compatible(ds, where=str(cache), run=str(run))
-        check_lengths(ds.lengths, range(len(ds)), loaded.spec.train.buckets, what="", where=str(cache))
-    except (CheckpointError, PreflightError) as exc:
-        fail(str(exc))
+    paths = expand_caches(caches)
+    where = describe_paths(paths)
+    ds, loaded = _load_for_evaluation(run, paths, where, last)
     import sys
 
     from tqdm import tqdm
+
+    from eventssm.train import evaluate
+    from eventssm.train.record import per_class
 
     # a bar on a terminal, for caches that take a while (it goes away when done)
     with tqdm(total=len(ds), unit="sample", file=sys.stderr, leave=False,
@@ -168,13 +201,45 @@ def evaluate_cmd(run: Path, cache: Path, batch_size: int, last: bool, confusion_
         from eventssm.train.plot import plot_confusion
 
         try:
+            title = paths[0].name if len(paths) == 1 else f"{len(paths)} caches"
             plot_confusion(res["confusion"], names, confusion_png,
-                           title=f"{cache.name}: accuracy {res['accuracy']:.3f} (step {loaded.step})")
+                           title=f"{title}: accuracy {res['accuracy']:.3f} (step {loaded.step})")
         except OSError as exc:
             fail(f"{confusion_png}: {os_error_message(exc)}")
     if as_json:
         click.echo(json.dumps(res))
         return
+    _print_evaluation(res, names, loaded)
+    if confusion_png is not None:
+        click.echo(f"confusion matrix: {confusion_png}")
+
+
+def _load_for_evaluation(run: Path, paths: list[Path], where: str, last: bool):
+    """The caches as one dataset and the run's checkpoint, checked against each other (cheap
+    checks first: no JAX until the run folder and the caches are known to match)."""
+    from eventssm.predict import PredictError, check_cache, read_run_info
+    from eventssm.tokenizers.cache import open_caches
+    from eventssm.tokenizers.dataset import DatasetError
+
+    try:
+        info = read_run_info(run)
+        ds = open_caches(paths)
+        check_cache(info, ds, where)
+    except (PredictError, DatasetError) as exc:
+        fail(str(exc))
+    from eventssm.train import CheckpointError, load_run
+    from eventssm.train.preflight import PreflightError, check_lengths
+
+    try:
+        loaded = load_run(run, "last" if last else "best")
+        loaded.spec.check_compatible(ds, where=where, run=str(run))
+        check_lengths(ds.lengths, range(len(ds)), loaded.spec.train.buckets, what="", where=where)
+    except (CheckpointError, PreflightError) as exc:
+        fail(str(exc))
+    return ds, loaded
+
+
+def _print_evaluation(res: dict, names: list[str], loaded) -> None:
     click.echo(f"accuracy {res['accuracy']:.4f} on {res['n']} samples, mean loss {res['loss']:.4f} "
                f"({loaded.which} checkpoint, step {loaded.step})")
     _confusion(names, res["confusion"])
@@ -187,8 +252,6 @@ def evaluate_cmd(run: Path, cache: Path, batch_size: int, last: bool, confusion_
         click.echo(f"accuracy by recording {rec['accuracy']:.4f} on {rec['n']} recordings "
                    "(mean of each recording's sample log-probabilities)")
         _confusion(names, rec["confusion"])
-    if confusion_png is not None:
-        click.echo(f"confusion matrix: {confusion_png}")
 
 
 def _rows(stats: dict[str, list]) -> list[dict]:

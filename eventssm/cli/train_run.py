@@ -7,11 +7,13 @@ import json
 import shutil
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import click
+import numpy as np
 
-from eventssm.cli._common import fail, os_error_message
+from eventssm.cli._common import describe_paths, fail, os_error_message
 
 
 class _Progress:
@@ -82,88 +84,189 @@ def _write_json(path: Path, data) -> None:
     write_bytes_atomic(path, json.dumps(data, indent=2, sort_keys=True).encode())
 
 
-def run_training(cache: Path, out: Path, *, resume: bool, overwrite: bool, clear, stop, given: list[str],
-                 devices: int | None, model_args: dict, train_args: dict) -> None:
-    import jax
-    import numpy as np
-    from flax import nnx
+@dataclass
+class _Setup:
+    """What ``run_training`` decided before building the model."""
 
-    from eventssm.models.classifier import EventClassifier
-    from eventssm.models.presets import get_preset
-    from eventssm.tokenizers.dataset import DatasetError, TokenDataset
-    from eventssm.train import CheckpointError, RunCheckpoints, RunSpec, TrainConfig, fit
-    from eventssm.train.data import split_by_source
-    from eventssm.train.interrupt import Interrupted
+    ds: object
+    spec: object
+    tr: np.ndarray
+    va: np.ndarray
+    notes: list[str]
+    n_devices: int
+    platform: str
+
+
+def run_training(caches: list[Path], out: Path, *, resume: bool, overwrite: bool, clear, stop, given: list[str],
+                 devices: int | None, model_args: dict, train_args: dict, config_text: str | None = None,
+                 epochs: dict | None = None) -> None:
+    """``eventssm train``: check, build, fit, calibrate and report (fails with one line).
+
+    ``train_args["steps"]`` / ``["warmup_steps"]`` may be None when ``epochs["epochs"]`` /
+    ``["warmup_epochs"]`` count them in passes over the training split (:func:`resolve_steps`).
+    """
+    where = describe_paths(caches)
+    setup = _prepare(caches, where, out, resume=resume, given=given, devices=devices, model_args=model_args,
+                     train_args=train_args, epochs=epochs or {})
+    model, n_params = _build_model(setup.spec, out)
+    if stop.requested:
+        click.echo("interrupted before the first step; nothing saved", err=True)
+        raise SystemExit(130) from None
+    _start_run_folder(out, setup.spec, overwrite=overwrite, resume=resume, clear=clear, config_text=config_text)
+    for n in setup.notes:
+        click.echo(f"note: {n}")
+    if not len(setup.va):
+        click.echo("no validation split (--val-fraction 0 or one recording per class): the last checkpoint is "
+                   "the model; nothing guards against overfitting")
+    config, ds = setup.spec.model, setup.ds
+    name = f"{model_args['preset']} {config.layer}" if not resume else f"{config.layer}"
+    click.echo(f"{where}: {len(ds)} samples, {len(setup.spec.class_names)} classes, vocabulary {ds.vocab_size}; "
+               f"train {len(setup.tr)} / val {len(setup.va)}; {name}, {n_params:,} parameters; "
+               f"{setup.n_devices} {setup.platform} device(s)")
+    history = _fit(model, setup, out, resume=resume, devices=devices, stop=stop)
+    if len(setup.va):
+        _calibrate(model, ds, setup.va, setup.spec.train, out)
+    _report(history, out, setup.spec)
+
+
+def resolve_steps(train_args: dict, epochs: dict, n_train: int) -> dict:
+    """``train_args`` with ``steps`` and ``warmup_steps`` set.
+
+    With ``epochs["epochs"] = E``: ``steps = max(1, E · ⌊n_train / batch_size⌋ // accumulate)``,
+    the rule of the S7 and EventSSM code (``num_epochs · len(train_loader) //
+    accumulation_steps`` with a loader that drops the last incomplete batch); likewise
+    ``warmup_steps`` from ``epochs["warmup_epochs"]``. An unset warm-up is
+    ``min(100, steps // 10)``.
+    """
+    args = dict(train_args)
+    batches = n_train // args["batch_size"]
+    if epochs.get("epochs") is not None:
+        args["steps"] = max(1, epochs["epochs"] * batches // args["accumulate"])
+    if epochs.get("warmup_epochs") is not None:
+        args["warmup_steps"] = epochs["warmup_epochs"] * batches // args["accumulate"]
+    if args.get("warmup_steps") is None:
+        args["warmup_steps"] = min(100, args["steps"] // 10)
+    return args
+
+
+def _prepare(caches: list[Path], where: str, out: Path, *, resume: bool, given: list[str], devices: int | None,
+             model_args: dict, train_args: dict, epochs: dict) -> _Setup:
+    """Open the caches, make (or read back) the run's spec, split, and check everything that can
+    be checked before the model exists."""
+    from eventssm.tokenizers.cache import open_caches
+    from eventssm.tokenizers.dataset import DatasetError
+    from eventssm.train import CheckpointError
     from eventssm.train.parallel import make_mesh
-    from eventssm.train.plot import plot_run
-    from eventssm.train.preflight import PreflightError, check_classes, check_devices, check_disk, check_lengths
+    from eventssm.train.preflight import PreflightError, check_classes, check_devices, check_lengths
 
     try:
-        ds = TokenDataset(cache)
+        ds = open_caches(caches)
         if resume:
-            ckpt = RunCheckpoints(out, read_only=True)
-            try:
-                step, notes = ckpt.latest_good()
-                if step is None:
-                    fail(f"{out}: no intact checkpoint to resume from ({'; '.join(notes) or 'none saved'})")
-                spec = RunSpec.from_dict(ckpt.read_meta(step).get("spec") or {}, where=str(ckpt.step_dir(step)))
-            finally:
-                ckpt.close()
-            if given:
-                click.echo(f"--resume continues with the run's stored configuration; ignored: {', '.join(given)}")
-            spec.check_compatible(ds, where=str(cache), run=str(out))
-            config, tcfg = spec.model, spec.train
+            spec = _resumed_spec(out, given)
+            spec.check_compatible(ds, where=where, run=str(out))
+            tr, va = _split(ds, spec.train.val_fraction, spec.train.seed)
         else:
-            n_classes = len(ds.class_names)
-            if n_classes < 2 or np.any(np.asarray(ds.labels) < 0):
-                fail(f"{cache}: training needs a labelled cache with at least two classes")
-            margs = {k: v for k, v in model_args.items() if v is not None}
-            preset, layer = margs.pop("preset"), margs.pop("layer")
-            config = get_preset(preset, layer, vocab_size=ds.vocab_size, n_classes=n_classes, **margs)
-            tcfg = TrainConfig(**train_args)
-            spec = RunSpec.for_dataset(ds, config, tcfg)
-        tr, va = split_by_source(ds.labels, ds.source_index, tcfg.val_fraction, np.random.default_rng(tcfg.seed))
+            tr, va = _split(ds, train_args["val_fraction"], train_args["seed"])
+            spec = _new_spec(ds, where, model_args, resolve_steps(train_args, epochs, len(tr)))
+        tcfg = spec.train
         if len(tr) == 0:
-            fail(f"{cache}: --val-fraction {tcfg.val_fraction:g} leaves no recording for training")
-        notes = check_classes(ds.labels, tr, ds.class_names, where=str(cache))
+            fail(f"{where}: --val-fraction {tcfg.val_fraction:g} leaves no recording for training")
+        notes = check_classes(ds.labels, tr, ds.class_names, where=where)
         if tcfg.crop_events > max(tcfg.buckets):
             raise PreflightError(f"--crop-events {tcfg.crop_events} is above the largest padded length "
                                  f"{max(tcfg.buckets)}")
-        check_lengths(ds.lengths, va, tcfg.buckets, what="validation", where=str(cache))
+        check_lengths(ds.lengths, va, tcfg.buckets, what="validation", where=where)
         mesh = make_mesh(devices)
         check_devices(tcfg, mesh.devices.size)
     except (DatasetError, CheckpointError, PreflightError, ValueError) as exc:
         fail(str(exc))
-    model = EventClassifier(config, rngs=nnx.Rngs(params=tcfg.seed, dropout=tcfg.seed + 1))
+    return _Setup(ds, spec, tr, va, notes, int(mesh.devices.size), mesh.devices.flat[0].platform)
+
+
+def _split(ds, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """The train/validation split by recording of a run with this ``val_fraction`` and ``seed``."""
+    from eventssm.train.data import split_by_source
+
+    return split_by_source(ds.labels, ds.source_index, val_fraction, np.random.default_rng(seed))
+
+
+def _resumed_spec(out: Path, given: list[str]):
+    """The RunSpec stored in the newest intact checkpoint of ``out``."""
+    from eventssm.train import RunCheckpoints, RunSpec
+
+    ckpt = RunCheckpoints(out, read_only=True)
+    try:
+        step, notes = ckpt.latest_good()
+        if step is None:
+            fail(f"{out}: no intact checkpoint to resume from ({'; '.join(notes) or 'none saved'})")
+        spec = RunSpec.from_dict(ckpt.read_meta(step).get("spec") or {}, where=str(ckpt.step_dir(step)))
+    finally:
+        ckpt.close()
+    if given:
+        click.echo(f"--resume continues with the run's stored configuration; ignored: {', '.join(given)}")
+    return spec
+
+
+def _new_spec(ds, where: str, model_args: dict, train_args: dict):
+    """The RunSpec of a new run: the preset with its overrides, sized to the dataset."""
+    from eventssm.models.presets import get_preset
+    from eventssm.train import RunSpec, TrainConfig
+
+    n_classes = len(ds.class_names)
+    if n_classes < 2 or np.any(np.asarray(ds.labels) < 0):
+        fail(f"{where}: training needs a labelled cache with at least two classes")
+    margs = {k: v for k, v in model_args.items() if v is not None}
+    preset, layer = margs.pop("preset"), margs.pop("layer")
+    config = get_preset(preset, layer, vocab_size=ds.vocab_size, n_classes=n_classes, **margs)
+    return RunSpec.for_dataset(ds, config, TrainConfig(**train_args))
+
+
+def _build_model(spec, out: Path):
+    """The classifier of ``spec`` (initialised from its seed) and its parameter count, after
+    checking that ``out``'s disk holds its checkpoints."""
+    import jax
+    from flax import nnx
+
+    from eventssm.models.classifier import EventClassifier
+    from eventssm.train.preflight import PreflightError, check_disk
+
+    seed = spec.train.seed
+    model = EventClassifier(spec.model, rngs=nnx.Rngs(params=seed, dropout=seed + 1))
     n_params = sum(int(np.prod(p.shape)) for p in jax.tree_util.tree_leaves(nnx.state(model, nnx.Param)))
     try:
-        check_disk(out, n_params, tcfg)
+        check_disk(out, n_params, spec.train)
     except PreflightError as exc:
         fail(str(exc))
-    if stop.requested:
-        click.echo("interrupted before the first step; nothing saved", err=True)
-        raise SystemExit(130) from None
+    return model, n_params
+
+
+def _start_run_folder(out: Path, spec, *, overwrite: bool, resume: bool, clear, config_text: str | None) -> None:
+    """Clear (--overwrite) or create ``out``; a new run writes ``run.json`` and ``config.toml``."""
+    from eventssm.io.writers import write_bytes_atomic
+
     try:
         if overwrite:
             clear(out)
         out.mkdir(parents=True, exist_ok=True)
         if not resume:
             _write_json(out / "run.json", spec.to_dict())
+            if config_text is not None:
+                write_bytes_atomic(out / "config.toml", config_text.encode())
     except OSError as exc:
         fail(f"{out}: {os_error_message(exc)}")
-    for n in notes:
-        click.echo(f"note: {n}")
-    if not len(va):
-        click.echo("no validation split (--val-fraction 0 or one recording per class): the last checkpoint is "
-                   "the model; nothing guards against overfitting")
-    name = f"{model_args['preset']} {config.layer}" if not resume else f"{config.layer}"
-    click.echo(f"{cache}: {len(ds)} samples, {len(spec.class_names)} classes, vocabulary {ds.vocab_size}; "
-               f"train {len(tr)} / val {len(va)}; {name}, {n_params:,} parameters; "
-               f"{mesh.devices.size} {mesh.devices.flat[0].platform} device(s)")
-    progress = _Progress(tcfg.steps)
+
+
+def _fit(model, setup: _Setup, out: Path, *, resume: bool, devices: int | None, stop) -> dict:
+    """``fit`` with progress on the terminal; Ctrl-C and errors become one line and an exit code."""
+    from eventssm.train import CheckpointError, fit
+    from eventssm.train.interrupt import Interrupted
+    from eventssm.train.preflight import PreflightError
+
+    progress = _Progress(setup.spec.train.steps)
     try:
-        history = fit(model, ds, tcfg, train_indices=tr, val_indices=va if len(va) else None, run=out, spec=spec,
-                      resume=resume, devices=devices, callbacks=progress, stop=stop)
+        return fit(model, setup.ds, setup.spec.train, train_indices=setup.tr,
+                   val_indices=setup.va if len(setup.va) else None, run=out, spec=setup.spec, resume=resume,
+                   devices=devices, callbacks=progress, stop=stop)
     except Interrupted as exc:
         progress.close()
         click.echo(f"interrupted at step {exc.step}; saved {out}, continue with --resume", err=True)
@@ -175,10 +278,8 @@ def run_training(cache: Path, out: Path, *, resume: bool, overwrite: bool, clear
     except OSError as exc:
         progress.close()
         fail(f"{out}: checkpoint not saved: {os_error_message(exc)}")
-    progress.close()
-    if len(va):
-        _calibrate(model, ds, va, tcfg, out)
-    _report(history, out, spec, plot_run)
+    finally:
+        progress.close()
 
 
 def _calibrate(model, ds, va, tcfg, out: Path) -> None:
@@ -198,7 +299,9 @@ def _calibrate(model, ds, va, tcfg, out: Path) -> None:
                f"{calibration['nll_after']:.3f}")
 
 
-def _report(history: dict, out: Path, spec, plot_run) -> None:
+def _report(history: dict, out: Path, spec) -> None:
+    from eventssm.train.plot import plot_run
+
     val = history["val"]
     if val:
         best = next(r for r in val if r["step"] == history["best_step"])

@@ -7,7 +7,7 @@ contract ``token = P2 · (x2 · H2 + y2) + p2`` and the downsampling rules.
 from __future__ import annotations
 
 from eventssm.tokenizers.batching import DEFAULT_BUCKETS, Batch, bucket_length, pad_batch
-from eventssm.tokenizers.cache import TokenDataset, build_cache, write_cache
+from eventssm.tokenizers.cache import ConcatTokenDataset, TokenDataset, build_cache, open_caches, write_cache
 from eventssm.tokenizers.functional import (
     as_events,
     denoise_filter,
@@ -43,6 +43,7 @@ __all__ = [
     "DEFAULT_BUCKETS",
     "Batch",
     "Compose",
+    "ConcatTokenDataset",
     "Downsample",
     "DropChunk",
     "DropEvent",
@@ -64,6 +65,7 @@ __all__ = [
     "event_cutmix",
     "grid_size",
     "hot_pixel_filter",
+    "open_caches",
     "pad_batch",
     "random_crop",
     "refractory_filter",

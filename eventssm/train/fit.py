@@ -109,128 +109,178 @@ def fit(
     if len(train_idx) == 0:
         raise ValueError("no training samples: the dataset (or train_indices) is empty")
     mesh = make_mesh(devices)
-    n_dev = mesh.devices.size
-    if cfg.batch_size % n_dev:
-        raise ValueError(f"batch size {cfg.batch_size} is not divisible by the {n_dev} devices")
-    k_micro = cfg.accumulate
+    if cfg.batch_size % mesh.devices.size:
+        raise ValueError(f"batch size {cfg.batch_size} is not divisible by the {mesh.devices.size} devices")
+    order = TrainOrder(train_idx, cfg.batch_size * cfg.accumulate, cfg.seed,
+                       labels=_sampling_labels(dataset, cfg, train_idx))
     augment = _augmentation(dataset, cfg, model.config.n_classes)
-    labels = None
-    if cfg.sampling == "balanced":
-        all_labels = getattr(dataset, "labels", None)
-        labels = (np.asarray(all_labels)[train_idx] if all_labels is not None
-                  else np.asarray([dataset[int(i)][2] for i in train_idx]))
-    order = TrainOrder(train_idx, cfg.batch_size * k_micro, cfg.seed, labels=labels)
     optimizer = nnx.Optimizer(model, make_optimizer(cfg, model), wrt=nnx.Param)
-    root = jax.random.key(cfg.seed)
-    lr_fns = {"lr": schedule(cfg.lr, cfg), "ssm_lr": schedule(cfg.ssm_lr, cfg)}
-    history: dict[str, Any] = {"train": [], "val": []}
-    running: dict[str, list[float]] = {}
-    best = {"metric": None, "step": None, "since": 0}
-    start = 0
-    ckpt = RunCheckpoints(run, cfg.keep) if run is not None else None
-    record = MetricsLog(run) if run is not None else None
-    split = {"train": train_idx.tolist(), "val": val_idx.tolist()}
+    trainer = _Trainer(model, optimizer, dataset, cfg, mesh=mesh, order=order, val_idx=val_idx, run=run,
+                       spec=spec, callbacks=cb, stop=stop,
+                       split={"train": train_idx.tolist(), "val": val_idx.tolist()})
     try:
         if resume:
-            start, running, best, root = _resume(ckpt, record, model, optimizer, order, split, cb, history)
+            trainer.resume()
         replicate(mesh, model, optimizer)
+        history = trainer.train(augment)
+    finally:
+        trainer.close()
+    model.eval()
+    return history
 
-        def meta(step: int) -> dict[str, Any]:
-            return {"spec": None if spec is None else spec.to_dict(), "step": step, "data": order.state(),
-                    "running": running, "best": best, "split": split}
 
-        last_save = {"t": time.perf_counter(), "cost": 0.0, "step": start}
+def _sampling_labels(dataset, cfg: TrainConfig, train_idx: np.ndarray) -> np.ndarray | None:
+    """The training samples' labels for balanced sampling (None: uniform sampling)."""
+    if cfg.sampling != "balanced":
+        return None
+    all_labels = getattr(dataset, "labels", None)
+    return (np.asarray(all_labels)[train_idx] if all_labels is not None
+            else np.asarray([dataset[int(i)][2] for i in train_idx]))
 
-        def save(step: int, val: dict[str, Any] | None = None) -> None:
-            if ckpt is None:
-                return
-            t0 = time.perf_counter()
-            path = ckpt.save(step, model, optimizer, root_key=root, meta=meta(step), val=val)
-            cost = time.perf_counter() - t0
-            last_save.update(t=time.perf_counter(), cost=cost, step=step)
-            cb.saved(step, path, cost)
 
-        ls = float(cfg.label_smoothing)
+def _step_function(k_micro: int, label_smoothing: float):
+    """The jit-compiled update on ``k_micro`` micro-batches."""
 
-        @nnx.jit
-        def step_fn(model, optimizer, tokens, dt, mask, labels, key):
-            if k_micro == 1:  # the plain step compiles faster than a scan of one micro-batch
-                return train_step(model, optimizer, tokens[0], dt[0], mask[0], labels[0], key, label_smoothing=ls)
-            return accumulated_step(model, optimizer, tokens, dt, mask, labels, key, label_smoothing=ls)
+    @nnx.jit
+    def step_fn(model, optimizer, tokens, dt, mask, labels, key):
+        if k_micro == 1:  # the plain step compiles faster than a scan of one micro-batch
+            return train_step(model, optimizer, tokens[0], dt[0], mask[0], labels[0], key,
+                              label_smoothing=label_smoothing)
+        return accumulated_step(model, optimizer, tokens, dt, mask, labels, key, label_smoothing=label_smoothing)
 
-        prefetch = Prefetcher(dataset, order, crop_events=cfg.crop_events, buckets=cfg.buckets, augment=augment)
+    return step_fn
+
+
+class _Trainer:
+    """The state of one ``fit``: step, running means, best validation, checkpoints, records."""
+
+    def __init__(self, model, optimizer, dataset, cfg: TrainConfig, *, mesh, order: TrainOrder, val_idx, run, spec,
+                 callbacks: Callbacks, stop, split):
+        self.model, self.optimizer, self.dataset, self.cfg = model, optimizer, dataset, cfg
+        self.mesh, self.order, self.val_idx, self.spec, self.cb, self.stop = mesh, order, val_idx, spec, callbacks, stop
+        self.split = split
+        self.root = jax.random.key(cfg.seed)
+        self.lr_fns = {"lr": schedule(cfg.lr, cfg), "ssm_lr": schedule(cfg.ssm_lr, cfg)}
+        self.history: dict[str, Any] = {"train": [], "val": []}
+        self.running: dict[str, list[float]] = {}
+        self.best: dict[str, Any] = {"metric": None, "step": None, "since": 0}
+        self.start = 0
+        self.ckpt = RunCheckpoints(run, cfg.keep) if run is not None else None
+        self.record = MetricsLog(run) if run is not None else None
+
+    def resume(self) -> None:
+        self.start, self.running, self.best, self.root = _resume(
+            self.ckpt, self.record, self.model, self.optimizer, self.order, self.split, self.cb, self.history)
+
+    def close(self) -> None:
+        if self.ckpt is not None:
+            self.ckpt.close()
+
+    def meta(self, step: int) -> dict[str, Any]:
+        return {"spec": None if self.spec is None else self.spec.to_dict(), "step": step, "data": self.order.state(),
+                "running": self.running, "best": self.best, "split": self.split}
+
+    def save(self, step: int, val: dict[str, Any] | None = None) -> None:
+        if self.ckpt is None:
+            return
+        t0 = time.perf_counter()
+        path = self.ckpt.save(step, self.model, self.optimizer, root_key=self.root, meta=self.meta(step), val=val)
+        cost = time.perf_counter() - t0
+        self.last_save.update(t=time.perf_counter(), cost=cost, step=step)
+        self.cb.saved(step, path, cost)
+
+    def train(self, augment) -> dict[str, Any]:
+        """Steps ``start + 1 .. cfg.steps`` (or until early stopping); the history."""
+        cfg = self.cfg
+        self.last_save = {"t": time.perf_counter(), "cost": 0.0, "step": self.start}
+        step_fn = _step_function(cfg.accumulate, float(cfg.label_smoothing))
+        prefetch = Prefetcher(self.dataset, self.order, crop_events=cfg.crop_events, buckets=cfg.buckets,
+                              augment=augment)
         t_start = time.perf_counter()
-        window = {"time": 0.0, "wait": 0.0, "tokens": 0}
+        self.window = {"time": 0.0, "wait": 0.0, "tokens": 0}
         stopped_early = False
-        step = start
-        cb.started(start + 1, cfg.steps)
-        model.train()  # outside the jit: the step's graph (and its compilation) stays the same
+        step = self.start
+        self.cb.started(self.start + 1, cfg.steps)
+        self.model.train()  # outside the jit: the step's graph (and its compilation) stays the same
         try:
             while step < cfg.steps:
-                t0 = time.perf_counter()
-                b, waited = prefetch.next()
                 step += 1
-                micro = [x.reshape(k_micro, cfg.batch_size, *x.shape[1:])
-                         for x in (b.tokens, b.dt, b.mask, np.asarray(b.labels))]
-                arrays = shard_batch(mesh, *micro, axis=1)
-                if step == start + 1:
-                    cb.compiling()
-                out = step_fn(model, optimizer, *arrays, jax.random.fold_in(root, step))
-                metrics = {k: float(v) for k, v in out.items()}
-                if step == start + 1:
-                    cb.compiled(time.perf_counter() - t0)
-                for k, v in metrics.items():
-                    running.setdefault(k, []).append(v)
-                dt_step = time.perf_counter() - t0
-                if step > start + 1:  # the first step's time is mostly compilation
-                    window["time"] += dt_step
-                    window["wait"] += waited
-                    window["tokens"] += int(b.mask.sum())
-                cb.stepped(step, {**metrics, "tokens_per_s": int(b.mask.sum()) / max(dt_step, 1e-9)})
-                if step % cfg.log_every == 0 or step == cfg.steps:
-                    rec = {"kind": "train", "step": step, **_means(running),
-                           **{k: float(f(step - 1)) for k, f in lr_fns.items()},
-                           "tokens_per_s": window["tokens"] / window["time"] if window["time"] else None,
-                           "data_wait": window["wait"] / window["time"] if window["time"] else None}
-                    history["train"].append(rec)
-                    if record is not None:
-                        record.append(rec)
-                    cb.logged(rec)
-                    running = {}
-                    window = {"time": 0.0, "wait": 0.0, "tokens": 0}
-                val = None
-                if len(val_idx) and ((cfg.eval_every and step % cfg.eval_every == 0) or step == cfg.steps):
-                    val = _validate(model, dataset, val_idx, cfg, step, best)
-                    model.train()
-                    history["val"].append(val)
-                    if record is not None:
-                        record.append(val)
-                    cb.validated(val)
-                    if cfg.patience and best["since"] >= cfg.patience:
-                        stopped_early = True
-                        cb.note(f"no better validation in {cfg.patience} evaluations: stopping early at step {step}")
-                due = (step % cfg.checkpoint_every == 0) if cfg.checkpoint_every else (
-                    time.perf_counter() - last_save["t"] >= max(SAVE_COST_FACTOR * last_save["cost"],
-                                                                MIN_SAVE_INTERVAL_S))
-                final = step == cfg.steps or stopped_early
-                interrupted = stop is not None and stop.requested
-                if val is not None or due or final or interrupted:
-                    save(step, val)
-                if interrupted:
-                    raise Interrupted(step, saved=ckpt is not None)
+                self._step(step, prefetch, step_fn)
+                val = self._validate_if_due(step)
+                stopped_early = val is not None and bool(cfg.patience) and self.best["since"] >= cfg.patience
+                if stopped_early:
+                    self.cb.note(f"no better validation in {cfg.patience} evaluations: stopping early at step {step}")
+                self._checkpoint(step, val, final=step == cfg.steps or stopped_early)
                 if stopped_early:
                     break
         finally:
             prefetch.close()
-        history["seconds"] = time.perf_counter() - t_start
-        history.update(best_step=best["step"], last_step=step, stopped_early=stopped_early)
-        if ckpt is not None and best["step"] is not None and best["step"] != step:
-            ckpt.restore_params(best["step"], model)
-    finally:
-        if ckpt is not None:
-            ckpt.close()
-    model.eval()
-    return history
+        self.history["seconds"] = time.perf_counter() - t_start
+        self.history.update(best_step=self.best["step"], last_step=step, stopped_early=stopped_early)
+        if self.ckpt is not None and self.best["step"] is not None and self.best["step"] != step:
+            self.ckpt.restore_params(self.best["step"], self.model)
+        return self.history
+
+    def _step(self, step: int, prefetch: Prefetcher, step_fn) -> None:
+        """One update on the next batch; running means, speed window and the log record."""
+        cfg, first = self.cfg, step == self.start + 1
+        t0 = time.perf_counter()
+        b, waited = prefetch.next()
+        micro = [x.reshape(cfg.accumulate, cfg.batch_size, *x.shape[1:])
+                 for x in (b.tokens, b.dt, b.mask, np.asarray(b.labels))]
+        arrays = shard_batch(self.mesh, *micro, axis=1)
+        if first:
+            self.cb.compiling()
+        out = step_fn(self.model, self.optimizer, *arrays, jax.random.fold_in(self.root, step))
+        metrics = {k: float(v) for k, v in out.items()}
+        if first:
+            self.cb.compiled(time.perf_counter() - t0)
+        for k, v in metrics.items():
+            self.running.setdefault(k, []).append(v)
+        dt_step = time.perf_counter() - t0
+        if not first:  # the first step's time is mostly compilation
+            self.window["time"] += dt_step
+            self.window["wait"] += waited
+            self.window["tokens"] += int(b.mask.sum())
+        self.cb.stepped(step, {**metrics, "tokens_per_s": int(b.mask.sum()) / max(dt_step, 1e-9)})
+        if step % cfg.log_every == 0 or step == cfg.steps:
+            self._log(step)
+
+    def _log(self, step: int) -> None:
+        w = self.window
+        rec = {"kind": "train", "step": step, **_means(self.running),
+               **{k: float(f(step - 1)) for k, f in self.lr_fns.items()},
+               "tokens_per_s": w["tokens"] / w["time"] if w["time"] else None,
+               "data_wait": w["wait"] / w["time"] if w["time"] else None}
+        self.history["train"].append(rec)
+        if self.record is not None:
+            self.record.append(rec)
+        self.cb.logged(rec)
+        self.running = {}
+        self.window = {"time": 0.0, "wait": 0.0, "tokens": 0}
+
+    def _validate_if_due(self, step: int) -> dict[str, Any] | None:
+        cfg = self.cfg
+        if not len(self.val_idx) or not ((cfg.eval_every and step % cfg.eval_every == 0) or step == cfg.steps):
+            return None
+        val = _validate(self.model, self.dataset, self.val_idx, cfg, step, self.best)
+        self.model.train()
+        self.history["val"].append(val)
+        if self.record is not None:
+            self.record.append(val)
+        self.cb.validated(val)
+        return val
+
+    def _checkpoint(self, step: int, val: dict[str, Any] | None, *, final: bool) -> None:
+        """Save when validated, due, final or interrupted; raise Interrupted after saving when asked to stop."""
+        cfg, last = self.cfg, self.last_save
+        due = (step % cfg.checkpoint_every == 0) if cfg.checkpoint_every else (
+            time.perf_counter() - last["t"] >= max(SAVE_COST_FACTOR * last["cost"], MIN_SAVE_INTERVAL_S))
+        interrupted = self.stop is not None and self.stop.requested
+        if val is not None or due or final or interrupted:
+            self.save(step, val)
+        if interrupted:
+            raise Interrupted(step, saved=self.ckpt is not None)
 
 
 def _validate(model, dataset, val_idx, cfg: TrainConfig, step: int, best: dict[str, Any]) -> dict[str, Any]:

@@ -1,6 +1,8 @@
 """train -> evaluate -> classify on a tiny simulated cache, and their bad-input lines.
 
-One checkpoint is trained once per module (the ``workspace`` fixture) and shared by every test.
+One checkpoint is trained once per module (the ``workspace`` fixture) and shared by every test:
+from the recipe ``recipes/activities.toml`` with overriding flags, on three shards of the cache
+given as a glob (the shards as one dataset equal the one cache, tests/tokenizers/test_concat.py).
 JAX compilation dominates the time, so the model is the ``tiny`` preset cut to one stage of one
 SSM layer with the sequential scan, every sample is shorter than 512 events (one padded length)
 and train, validation and ``evaluate`` all use batches of two: the compiled evaluation step is
@@ -8,6 +10,8 @@ reused. The option checks run before any JAX import.
 """
 
 import json
+import tomllib
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -20,6 +24,9 @@ TRAIN = ["--steps", "2", "--batch-size", "2", "--crop-events", "512", "--log-eve
          "--stages", "1", "--layers-per-stage", "1", "--scan-method", "sequential"]
 
 
+RECIPE = Path(__file__).resolve().parents[2] / "recipes" / "activities.toml"
+
+
 @pytest.fixture(scope="module")
 def workspace(tmp_path_factory):
     root = tmp_path_factory.mktemp("flow")
@@ -30,7 +37,14 @@ def workspace(tmp_path_factory):
     out = r.invoke(main, ["preprocess", str(root / "raw"), "-o", str(root / "cache.h5"), "--labels-from",
                           "folder", "--workers", "1", "-q"])
     assert out.exit_code == 0, out.output
-    out = r.invoke(main, ["train", str(root / "cache.h5"), "-o", str(root / "run"), *TRAIN])
+    for k in (1, 2, 3):
+        out = r.invoke(main, ["preprocess", str(root / "raw"), "-o", str(root / f"shard-{k}.h5"), "--labels-from",
+                              "folder", "--workers", "1", "-q", "--shard", f"{k}/3"])
+        assert out.exit_code == 0, out.output
+    # --epochs 1 (4 training samples, batches of 2) overrides the recipe's steps: 2 steps, as TRAIN's --steps 2
+    assert TRAIN[:2] == ["--steps", "2"]
+    out = r.invoke(main, ["train", str(root / "shard-*.h5"), "-o", str(root / "run"), "--config", str(RECIPE),
+                          *TRAIN[2:], "--epochs", "1"])
     assert out.exit_code == 0, out.output
     return root, out.output
 
@@ -58,6 +72,38 @@ def test_train_reports_and_saves(workspace):
     assert records[0]["tokens_per_s"] is None  # the first step is mostly compilation
     assert records[1]["lr"] > 0 and 0 <= records[1]["data_wait"] <= 1
     assert sum(map(sum, records[2]["confusion"])) == records[2]["n"] == 2
+
+
+def test_train_from_a_recipe_on_shards(workspace):
+    root, output = workspace
+    assert f"{root / 'shard-1.h5'} (+2 more caches): 6 samples, 2 classes" in output
+    spec = json.loads((root / "run" / "run.json").read_text())
+    recipe = tomllib.loads(RECIPE.read_text())
+    assert spec["train"]["steps"] == 2 != recipe["steps"]  # --epochs 1 overrides the recipe's steps
+    assert spec["train"]["label_smoothing"] == recipe["label-smoothing"] and spec["train"]["lr"] == recipe["lr"]
+    saved = tomllib.loads((root / "run" / "config.toml").read_text())
+    assert (saved["epochs"], saved["lr"], saved["scan-method"], saved["preset"]) == (1, recipe["lr"], "sequential",
+                                                                                     "tiny")
+    text = (root / "run" / "config.toml").read_text()
+    assert f"# recipe: {RECIPE}" in text and "shard-3.h5" in text and "# steps: not set" in text
+
+
+def test_evaluate_shards_as_one_cache(workspace):
+    """The shards, by a pattern or listed, give the one cache's result; bad lists are one line."""
+    root, _ = workspace
+    results = []
+    for caches in ([str(root / "shard-*.h5")], [str(root / f"shard-{k}.h5") for k in (1, 2, 3)],
+                   [str(root / "cache.h5")]):
+        r = CliRunner().invoke(main, ["evaluate", str(root / "run"), *caches, "--json", "--batch-size", "2"])
+        assert r.exit_code == 0, r.output
+        results.append(json.loads(r.output))
+    assert results[0] == results[1] == results[2] and results[0]["n"] == 6
+    shard = str(root / "shard-1.h5")
+    assert_one_error(CliRunner().invoke(main, ["evaluate", str(root / "run"), shard, shard]), "given twice")
+    assert_one_error(CliRunner().invoke(main, ["evaluate", str(root / "run"), shard, str(root / "cache.h5")]),
+                     "is also in")
+    assert_one_error(CliRunner().invoke(main, ["evaluate", str(root / "run"), str(root / "nothing-*.h5")]),
+                     "nothing-*.h5: no cache file matches")
 
 
 def test_evaluate_counts_every_sample(workspace):

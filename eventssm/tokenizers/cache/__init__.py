@@ -4,7 +4,9 @@
 - :mod:`.writer`: :func:`write_cache` (atomic; append and overwrite rules in :func:`check_append`);
 - :mod:`.build`: :func:`build_cache`, files decoded in worker processes, written in order;
 - :mod:`.datasets`: :class:`TokenDataset` over a cache, :class:`FileTokenDataset` over
-  recordings, both a :class:`TokenSamples`.
+  recordings, both a :class:`TokenSamples`;
+- :mod:`.concat`: :class:`ConcatTokenDataset`, several caches (e.g. shards) as one dataset,
+  :func:`open_caches`, :func:`expand_cache_paths` (glob patterns).
 
 A cache is never silently reused with other tokenizer settings: :class:`TokenDataset` with
 ``settings=`` and :func:`build_cache` with ``append=True`` raise
@@ -13,6 +15,7 @@ This package never imports JAX; it logs, never prints.
 """
 
 from eventssm.tokenizers.cache.build import BuildReport, build_cache
+from eventssm.tokenizers.cache.concat import ConcatTokenDataset, expand_cache_paths, open_caches
 from eventssm.tokenizers.cache.datasets import FileTokenDataset, TokenDataset, TokenSamples
 from eventssm.tokenizers.cache.format import (
     COMPRESSIONS,
@@ -29,10 +32,13 @@ __all__ = [
     "FORMAT_VERSION",
     "BuildReport",
     "CacheInfo",
+    "ConcatTokenDataset",
     "FileTokenDataset",
     "TokenDataset",
     "TokenSamples",
     "build_cache",
+    "expand_cache_paths",
+    "open_caches",
     "read_cache_info",
     "write_cache",
 ]
