@@ -11,6 +11,8 @@ Three pieces, used by :mod:`eventssm.outputs` and the command line:
   in :func:`interrupted` even when the exception is swallowed (a KeyboardInterrupt raised
   inside a weakref callback is "ignored" by Python), and such "Exception ignored" reports of a
   KeyboardInterrupt are not printed.
+* :func:`finish` — the installed command's last step: once its outcome is decided, signals
+  are ignored until the process exits, so a late one cannot replace the exit status.
 * :func:`hook` — a test hook: with ``EVENTSSM_SIGNAL_AT=NAME[#K][:TERM]`` in the environment,
   the K-th time (default 1st) the code passes the point ``NAME``, the command sends itself
   SIGINT (or SIGTERM). A point passed inside a worker process signals the command's main
@@ -99,6 +101,17 @@ def installed(keep: bool = False) -> Iterator[None]:
             sys.unraisablehook = old_hook
             for sig, h in old.items():
                 signal.signal(sig, h if h is not None else signal.SIG_DFL)
+
+
+def finish() -> None:
+    """The installed command's outcome is decided (its output written or refused, its exit
+    status and message chosen): SIGINT/SIGTERM are ignored from now until the process exits.
+    Otherwise a late signal would replace the outcome: raised inside click it prints
+    "Aborted!" (exit 1), and once Python shuts down (it restores the default handlers) it
+    kills the process without a line. ``SIG_IGN`` is process-wide, so it also holds for a
+    signal the kernel hands to another thread (JAX's)."""
+    for sig in SIGNALS:
+        signal.signal(sig, signal.SIG_IGN)
 
 
 def reset_in_child() -> None:

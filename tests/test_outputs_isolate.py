@@ -205,8 +205,28 @@ def hanging_h5():
         yield p
 
 
+@pytest.fixture
+def no_precheck(monkeypatch):
+    """libhdf5 itself sees the hanging file: the hdf5 reader's pre-check (which refuses it,
+    eventssm.io.hdf5_heaps) is switched off, so the worker's time limit is what stops it."""
+    import eventssm.io.hdf5 as hdf5
+
+    monkeypatch.setattr(hdf5, "check_global_heaps", lambda path: None)
+
+
 @FORK_OK
-def test_info_gives_up_on_a_hanging_file_and_goes_on(tmp_path, hanging_h5, forked_workers):
+def test_the_reader_refuses_the_hanging_file_before_libhdf5_sees_it(tmp_path, hanging_h5, forked_workers):
+    """The same file without the switch: one damaged-file line, no time-out (a regression
+    would hang the worker until --file-timeout, and the line would say "gave up")."""
+    good = _recordings(tmp_path, 1)[0]
+    r = CliRunner().invoke(main, ["info", str(hanging_h5), str(good), "--file-timeout", "60"])
+    assert r.exit_code == 1
+    assert r.stderr.splitlines() == [f"error: {hanging_h5}: damaged HDF5 file: global heap collection at byte "
+                                     "8,712: free space of size 0 at byte 12,751 (the walk stands still)"]
+
+
+@FORK_OK
+def test_info_gives_up_on_a_hanging_file_and_goes_on(tmp_path, hanging_h5, forked_workers, no_precheck):
     good = _recordings(tmp_path, 1)[0]
     r = CliRunner().invoke(main, ["info", str(hanging_h5), str(good), "--file-timeout", "2"])
     assert r.exit_code == 1
@@ -216,7 +236,7 @@ def test_info_gives_up_on_a_hanging_file_and_goes_on(tmp_path, hanging_h5, forke
 
 
 @FORK_OK
-def test_preprocess_skips_a_hanging_file(tmp_path, hanging_h5, forked_workers):
+def test_preprocess_skips_a_hanging_file(tmp_path, hanging_h5, forked_workers, no_precheck):
     files = _recordings(tmp_path)
     r = CliRunner().invoke(main, ["preprocess", str(hanging_h5), *map(str, files), "-o", str(tmp_path / "c.h5"),
                                   "--no-labels", "--skip-bad", "--file-timeout", "2", "--sensor-size", "8x8"])
@@ -230,3 +250,61 @@ def test_interrupts_module_does_not_leak_handlers():
     r = CliRunner().invoke(main, ["info", "--formats"])
     assert r.exit_code == 0
     assert (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM), sys.unraisablehook) == before
+
+
+# ------------------------------------------- an existing output that would hang libhdf5
+
+
+def _cache_with_a_looping_heap(cache: Path) -> Path:
+    """A copy of the token cache ``cache`` whose attributes' global heap has a free-space
+    object of size 0 (HDF5 spec III.E, walked by hand): libhdf5 loops for ever reading it."""
+    data = bytearray(cache.read_bytes())
+    at = data.find(b"GCOL")
+    p = at + 16
+    while int.from_bytes(data[p : p + 2], "little") != 0:  # object index 0 = the free space
+        p += 16 + (int.from_bytes(data[p + 8 : p + 16], "little") + 7) // 8 * 8
+    data[p + 8 : p + 16] = bytes(8)
+    out = cache.with_name("damaged_" + cache.name)
+    out.write_bytes(bytes(data))
+    return out
+
+
+@pytest.mark.parametrize("existing", ["documented hanging file", "token cache with a looping heap"])
+def test_preprocess_overwrite_never_opens_a_hanging_output_in_the_main_process(tmp_path, hanging_h5, existing):
+    """`preprocess --overwrite` asks whether the existing output is a token cache. It used to
+    open it with h5py in the main process, where a damaged file hung libhdf5 for ever. Now:
+    the installed command refuses it at once, one line, exit 2, the file unchanged (a
+    subprocess with a time limit, so a regression fails instead of hanging the test run)."""
+    from tests.cli.test_installed import eventssm, one_error_line
+
+    files = _recordings(tmp_path)
+    if existing.startswith("documented"):
+        out = tmp_path / "out.h5"
+        out.write_bytes(hanging_h5.read_bytes())
+    else:
+        build_cache(tmp_path / "c.h5", files, workers=0)
+        out = _cache_with_a_looping_heap(tmp_path / "c.h5")
+    before = out.read_bytes()
+    res = eventssm("preprocess", *files, "-o", out.name, "--no-labels", "--overwrite", "--sensor-size", "8x8",
+                   cwd=tmp_path, timeout=120)
+    assert res.returncode == 2, res.stderr
+    assert one_error_line(res) == (f"error: {out.name}: exists and is not an eventssm token cache; "
+                                   "--overwrite only replaces an eventssm token cache")
+    assert out.read_bytes() == before
+
+
+@FORK_OK
+def test_is_token_cache_reads_the_marker_in_a_worker_with_a_time_limit(tmp_path, monkeypatch, forked_workers):
+    """The attribute read that passes the byte checks runs in a worker: when it does not
+    answer (the test hook makes the worker sleep, as a libhdf5 loop would), the file is not
+    taken as a cache after `timeout` seconds; the same cache answers True without the hook."""
+    from eventssm.tokenizers.dataset import is_token_cache
+
+    cache = tmp_path / "cache.h5"
+    build_cache(cache, _recordings(tmp_path), workers=0)
+    slow = tmp_path / "slowcache.h5"  # the same bytes (answers are kept per file)
+    slow.write_bytes(cache.read_bytes())
+    monkeypatch.setenv("EVENTSSM_TEST_HANG", "slowcache")
+    assert is_token_cache(cache, timeout=60)
+    assert not is_token_cache(slow, timeout=1)
+    assert is_token_cache(_recordings(tmp_path)[0]) is False  # an npz: refused by the byte checks

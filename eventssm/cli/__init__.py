@@ -54,18 +54,35 @@ class FriendlyErrors(LazyGroup):
       file or folder that cannot be created or written): exit status 2.
     * An output that breaks the rules of :mod:`eventssm.outputs`: exit status 2.
     * SIGINT (Ctrl-C) or SIGTERM at any moment: one ``error: interrupted; ...`` line saying
-      which output was not written, exit status 130 (:mod:`eventssm.interrupts`).
+      which output was not written, exit status 130 (:mod:`eventssm.interrupts`). Once the
+      command's outcome is decided (the installed command only), later signals are ignored
+      until the process exits (:func:`eventssm.interrupts.finish`).
     * Anything else is a bug: one ``error: internal error: ...`` line and exit status 1, or the
       full traceback with ``-vv``.
     """
 
+    console = False  # running as the installed command (not called from Python)
+
     def main(self, *args, **kwargs):
         # the console script calls main() without arguments: keep the handlers to the end;
         # a caller in Python (click's CliRunner in tests) gets its own handlers back
-        with interrupts.installed(keep=not args and "args" not in kwargs):
+        self.console = not args and "args" not in kwargs
+        with interrupts.installed(keep=self.console):
             return super().main(*args, **kwargs)
 
     def invoke(self, ctx):
+        from eventssm.outputs import interrupt_message
+
+        try:
+            return self._invoke(ctx)
+        except KeyboardInterrupt:  # a signal after the command's own handling, before finish()
+            fail(interrupt_message(), 130)
+        finally:
+            if self.console:  # the outcome is decided: a later signal cannot change it
+                interrupts.finish()
+                interrupts.hook("exit")
+
+    def _invoke(self, ctx):
         from eventssm.outputs import OutputError, forget, interrupt_message
 
         forget()  # a new command (tests run several in one process)

@@ -182,7 +182,8 @@ def preprocess(
 
     try:  # never an input, and --overwrite/--append only on an eventssm token cache
         check_output(output, inputs=[*inputs, *([labels_csv] if labels_csv else [])],
-                     overwrite=overwrite or append, replaceable=is_token_cache,
+                     overwrite=overwrite or append,
+                     replaceable=lambda p: is_token_cache(p, timeout=file_timeout or None),
                      what="an eventssm token cache")
     except OutputError as exc:
         fail(str(exc))

@@ -59,6 +59,7 @@ from eventssm.io.arrays import (
     resolve_sensor_size,
     structured_fields,
 )
+from eventssm.io.hdf5_heaps import check_global_heaps, check_vlen_descriptors
 from eventssm.io.writers import EVENTSSM_VERSION
 
 log = logging.getLogger(__name__)
@@ -91,6 +92,12 @@ def _h5py():
 
 
 def _open(path: Path):
+    try:  # libhdf5 loops for ever on some damaged global heaps: refuse those before it sees them
+        problem = check_global_heaps(path)
+    except OSError as exc:
+        raise EventFileError(path, f"not a readable HDF5 file: {exc}") from None
+    if problem is not None:
+        raise EventFileError(path, f"damaged HDF5 file: {problem}")
     h5py = _h5py()
     try:
         return h5py.File(path, "r")
@@ -122,7 +129,14 @@ def _check_dataset(ds, path: Path, file_size: int) -> None:
                 path, f"dataset {ds.name} needs HDF5 filter {code:#x} ({label}), which is not "
                 f"installed{hint}"
             )
-    if h5py.check_vlen_dtype(ds.dtype) is not None:
+    base = h5py.check_vlen_dtype(ds.dtype)
+    if base is not None:
+        offset = ds.id.get_offset()  # None unless contiguous: the descriptors lie there
+        sizes = ds.file.id.get_create_plist().get_sizes()  # the descriptor layout needs 8, 8
+        problem = None if offset is None or sizes != (8, 8) else check_vlen_descriptors(
+            path, offset, int(ds.size), base.itemsize, file_size)
+        if problem is not None:
+            raise EventFileError(path, f"damaged HDF5 file: dataset {ds.name}: {problem}")
         return
     nbytes = int(ds.size) * ds.dtype.itemsize
     limit = file_size if ds.chunks is None else MAX_COMPRESSION_RATIO * file_size + (1 << 24)

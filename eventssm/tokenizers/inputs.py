@@ -16,6 +16,9 @@ import h5py
 import numpy as np
 
 from eventssm.events import COLUMN_ALIASES
+from eventssm.io.hdf5 import HDF5_MAGIC
+from eventssm.io.hdf5_heaps import damaged_collection
+from eventssm.isolate import DEFAULT_TIMEOUT, run_isolated
 from eventssm.tokenizers.cache.format import FORMAT_NAME
 from eventssm.tokenizers.settings import DatasetError
 
@@ -139,13 +142,59 @@ def is_event_text(path: str | os.PathLike) -> bool:
     return False
 
 
-def is_token_cache(path: str | os.PathLike) -> bool:
-    """True when ``path`` is an HDF5 file written by :func:`write_cache`."""
+#: bytes of a file searched for the cache's format name (the writer's root attributes and their
+#: global heap come first: about 2 KiB in)
+CACHE_HEAD = 1 << 16
+
+
+def is_token_cache(path: str | os.PathLike, timeout: float | None = DEFAULT_TIMEOUT) -> bool:
+    """True when ``path`` is an HDF5 file written by :func:`write_cache`.
+
+    A damaged HDF5 file can send libhdf5 into an endless loop that holds the GIL
+    (docs/formats.md, HDF5 limits), so this process never opens ``path`` with h5py. Cheap
+    checks of the first :data:`CACHE_HEAD` bytes come first: the HDF5 signature at byte 0
+    (where the writer puts it), :data:`FORMAT_NAME` (the attributes' global heap is about
+    2 KiB in) and no damaged global heap collection there (:mod:`eventssm.io.hdf5_heaps`).
+    Then the ``format`` attribute is read in a worker process
+    (:func:`eventssm.isolate.run_isolated`) that is killed after ``timeout`` seconds. A file
+    that fails a check, or does not answer in time, is not a cache (logged). The answer is
+    kept for the same unchanged file (device, inode, size, modification time).
+    """
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(CACHE_HEAD)
+    except OSError:  # missing, a folder, unreadable
+        return False
+    if not head.startswith(HDF5_MAGIC) or FORMAT_NAME.encode() not in head:
+        return False
+    damaged = damaged_collection(head)  # the attributes' heap: one libhdf5 would loop on
+    if damaged is not None:
+        log.info("%s: taken as not a token cache: damaged HDF5 file: %s", path, damaged)
+        return False
+    try:
+        st = os.stat(path)
+    except OSError:
+        return False
+    key = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)  # the same unchanged file
+    if key not in _CHECKED:  # one worker per file, however many callers ask
+        [(_, out)] = run_isolated(_cache_format_attr, [os.fspath(path)], workers=1, timeout=timeout)
+        if out.error is not None:
+            log.info("%s: taken as not a token cache: %s", path, out.error)
+        _CHECKED[key] = out.error is None and out.value == FORMAT_NAME
+    return _CHECKED[key]
+
+
+_CHECKED: dict[tuple[int, int, int, int], bool] = {}  # is_token_cache's answers by file identity
+
+
+def _cache_format_attr(path: str) -> str | None:
+    """Worker of :func:`is_token_cache`: the root ``format`` attribute (None if unreadable)."""
     try:
         with h5py.File(path, "r") as f:
-            return f.attrs.get("format") == FORMAT_NAME
-    except (OSError, ValueError):
-        return False
+            value = f.attrs.get("format")
+    except (OSError, ValueError, TypeError, KeyError, RuntimeError):
+        return None
+    return value if isinstance(value, str) else None
 
 
 def labels_from_folder(files: Sequence[str | os.PathLike]) -> list[str]:

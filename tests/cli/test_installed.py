@@ -67,10 +67,12 @@ def work(tmp_path_factory) -> Path:
 # ------------------------------------------------------------------------------ interrupts
 
 
-@pytest.mark.parametrize("point", ["job-done#2", "worker-shutdown:TERM", "publish"])
+@pytest.mark.parametrize("point", ["job-done#3", "worker-shutdown#2:TERM", "publish"])
 def test_interrupted_preprocess_leaves_the_cache_as_it_was(work, point):
     """Ctrl-C (or SIGTERM) while files are read, while the worker pool shuts down, just before
-    and during the final rename: exit 130, one line, the old cache byte for byte, no temporary."""
+    and during the final rename: exit 130, one line, the old cache byte for byte, no temporary.
+    (The first job and worker shutdown are the check that the existing cache.h5 is a cache,
+    run in a worker: hence job-done#3, the second file, and worker-shutdown#2.)"""
     before = (work / "cache.h5").read_bytes()
     names = listing(work)
     res = eventssm("preprocess", "rec", "-o", "cache.h5", "--labels-from", "folder", "--overwrite",
@@ -197,3 +199,56 @@ def test_ctrl_c_during_start_up(tmp_path, work):
     assert proc.returncode == 130, err
     assert len(err.splitlines()) == 1 and err.startswith("error: interrupted; ") and out == ""
     assert (work / "cache.h5").read_bytes() == before
+
+
+def _catches_sigterm(pid: int) -> bool:
+    """The process has a handler for SIGTERM (``SigCgt`` of /proc/PID/status): Python itself
+    installs none, so eventssm's first line (``eventssm/__init__.py``) has run."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("SigCgt:"):
+            return bool(int(line.split()[1], 16) & (1 << (signal.SIGTERM - 1)))
+    return False
+
+
+@pytest.mark.parametrize(("sig", "delays"), [
+    (signal.SIGINT, [0.0, 0.005, 0.02, 0.06, 0.2, 0.6]),
+    (signal.SIGTERM, [0.0, 0.03, 0.3]),
+])
+def test_a_signal_at_any_early_moment(tmp_path, work, sig, delays):
+    """A real signal from outside at several moments after eventssm's first line runs:
+    during the imports (numpy, numba, click), argument parsing, the command's own start and
+    its work. Always exit 130 with one line and no output, or (a late signal on a fast
+    machine) the whole normal output with exit 0; never a traceback or "Aborted!". The
+    interpreter's own start-up before that first line is Python's (docs/cli.md)."""
+    rec = work / "rec" / "up" / "up_0.npz"
+    full = eventssm("info", rec, cwd=tmp_path)
+    assert full.returncode == 0 and "events      : 300" in full.stdout
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env.pop("EVENTSSM_SIGNAL_AT", None)
+    for delay in delays:
+        proc = subprocess.Popen([str(EVENTSSM), "info", str(rec)], cwd=tmp_path, env=env,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        deadline = time.monotonic() + 20
+        while not _catches_sigterm(proc.pid) and time.monotonic() < deadline:
+            time.sleep(0.0005)
+        time.sleep(delay)
+        proc.send_signal(sig)
+        out, err = proc.communicate(timeout=30)
+        outcome = (proc.returncode, err, out)
+        if delay <= 0.06:  # far earlier than the imports end: interrupted for sure
+            assert outcome == (130, "error: interrupted; nothing was written\n", ""), (delay, outcome)
+        else:
+            assert outcome in [(130, "error: interrupted; nothing was written\n", ""),
+                               (0, "", full.stdout)], (delay, outcome)
+
+
+@pytest.mark.parametrize("sig", ["", ":TERM"])
+def test_a_signal_after_the_outcome_is_decided_changes_nothing(tmp_path, work, sig):
+    """The command's result is printed and its exit status chosen; then the signal arrives
+    (test hook "exit"). It used to kill Python during its shut-down (no line, status -2 or
+    -15, whatever the command's outcome) or make click print "Aborted!"; now it is ignored."""
+    rec = work / "rec" / "up" / "up_0.npz"
+    ok = eventssm("info", rec, cwd=tmp_path, signal_at=f"exit{sig}")
+    assert (ok.returncode, ok.stderr) == (0, "") and "events      : 300" in ok.stdout
+    bad = eventssm("info", "missing.raw", cwd=tmp_path, signal_at=f"exit{sig}")
+    assert (bad.returncode, bad.stderr) == (1, "error: missing.raw: no such file\n")

@@ -6,11 +6,17 @@ Where a peer decodes differently it is said, not hidden: expelliarmus's EVT 3.0 
 drift by 4,096 µs per TIME_LOW wrap (the exact relation is tested in ``test_prophesee.py``),
 so only its x, y and p are compared on EVT 3.0; ``evt3`` gives OpenEB's timestamps and is
 compared on all four fields. ``evt3`` reads EVT 3.0 only (it does not check the header: an
-EVT 2.0 file comes back as wrong events), so it is no oracle for EVT 2.0.
+EVT 2.0 file comes back as wrong events), so it is no oracle for EVT 2.0. The four peers are
+declared test dependencies (pyproject's ``test`` extra) and imported plainly: a broken
+install fails here instead of silently skipping.
 """
 
 from __future__ import annotations
 
+import aedat
+import dv_processing as dv
+import evt3
+import expelliarmus
 import numpy as np
 import pytest
 
@@ -19,9 +25,6 @@ from eventssm.io import aedat as A
 from eventssm.io import prophesee as P
 from eventssm.io import read_events
 from tests.conftest import recording
-
-dv = pytest.importorskip("dv_processing")
-evt3 = pytest.importorskip("evt3")
 
 
 def _dv_events(path) -> np.ndarray:
@@ -79,7 +82,6 @@ def test_evt3_sample_equals_evt3_package():
 @pytest.mark.parametrize("compression", ["lz4", "zstd", "none"])
 @pytest.mark.parametrize("imu", [True, False])
 def test_encoded_aedat4_opens_in_dv_processing_and_aedat(tmp_path, compression, imu):
-    aedat = pytest.importorskip("aedat")
     ev = _events(10_000, 346, 260, 2 * 10**6, t0=1_700_000_000_000_000)
     path = tmp_path / "x.aedat4"
     path.write_bytes(A.encode_aedat4(ev, (346, 260, 2), compression=compression,
@@ -104,7 +106,6 @@ def test_encoded_evt3_opens_in_evt3_and_expelliarmus(tmp_path):
     theirs = evt3.decode_file(str(path))
     _assert_same(ev, theirs.x, theirs.y, theirs.timestamp, theirs.polarity)
     assert (theirs.sensor_width, theirs.sensor_height) == (1280, 720)
-    expelliarmus = pytest.importorskip("expelliarmus")
     ex = expelliarmus.Wizard(encoding="evt3").read(str(path))
     # x, y, p only: expelliarmus's time drifts by 4096 µs per TIME_LOW wrap (see module doc)
     assert len(ex) == len(ev)
@@ -115,7 +116,6 @@ def test_encoded_evt3_opens_in_evt3_and_expelliarmus(tmp_path):
 
 @pytest.mark.parametrize("fmt", ["evt2", "dat"])
 def test_encoded_evt2_and_dat_open_in_expelliarmus(tmp_path, fmt):
-    expelliarmus = pytest.importorskip("expelliarmus")
     ev = _events(20_000, 640, 480, 3 * 10**7, seed=1)
     path = tmp_path / ("x.raw" if fmt == "evt2" else "x.dat")
     enc = P.encode_evt2 if fmt == "evt2" else P.encode_dat

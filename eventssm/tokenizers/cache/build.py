@@ -5,6 +5,7 @@ Never imports JAX; logs, never prints.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 from collections.abc import Callable, Iterator, Sequence
@@ -135,7 +136,8 @@ def build_cache(
     if out.exists() and not (append or overwrite):
         raise DatasetError(f"{out}: exists; pass overwrite or append")
     try:  # an input is never replaced, and only an eventssm token cache is
-        check_output(out, inputs=files, overwrite=append or overwrite, replaceable=is_token_cache,
+        check_output(out, inputs=files, overwrite=append or overwrite,
+                     replaceable=functools.partial(is_token_cache, timeout=file_timeout),
                      what="an eventssm token cache")
     except OutputError as exc:
         raise DatasetError(str(exc)) from None
