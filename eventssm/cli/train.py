@@ -40,7 +40,9 @@ _POSITIVE = click.IntRange(min=1)
 @config_option
 @click.option("--preset", default="tiny", show_default=True,
               help="Model dims: tiny, s7-dvs, eventssm-dvs-small.")
-@click.option("--layer", type=click.Choice(["s7", "s5"]), default="s7", show_default=True)
+@click.option("--layer", type=click.Choice(["s7", "s5", "s7paper"]), default="s7", show_default=True,
+              help="SSM layer: s7 (low-rank input dependence), s5, or s7paper (S7 as the paper's code: "
+                   "full per-token B_k, C_k; docs/model.md).")
 @click.option("--d-model", type=_POSITIVE, default=None, help="Override the preset's feature size.")
 @click.option("--d-state", type=_POSITIVE, default=None, help="Override the preset's state size.")
 @click.option("--stages", type=_POSITIVE, default=None, help="Override the preset's number of stages.")

@@ -75,8 +75,9 @@ class ClassifierConfig:
         n_stages, layers_per_stage: network depth.
         stride: pooling stride per stage (an int applies to every stage, 1 = no pooling).
         expansion: e, width/state growth per stage.
-        layer: "s5" or "s7".
-        rank: S7 low rank of the input-dependent projections.
+        layer: "s5", "s7" (the project's S7) or "s7paper" (S7 as the paper's code:
+            :mod:`eventssm.models.s7paper`).
+        rank: low rank of the input-dependent projections of "s7" ("s7paper" uses ⌈H/16⌉).
         dropout: dropout rate (train mode only).
         head: "mean", "time_weighted" or "last".
         pool_mode: residual-path pooling mode ("last", "mean", "time_weighted").

@@ -16,7 +16,8 @@
     A few-thousand-parameter model for tests: d_model 8, d_state 8 (2 blocks), 2 stages × 2
     layers, stride 4, expansion 2, chunked scan (cheapest to compile on CPU).
 
-Every preset can be built with S5 or S7 layers (``layer=``); other fields can be overridden.
+Every preset can be built with S5, S7 or paper-form S7 layers (``layer=`` "s5", "s7",
+"s7paper"); other fields can be overridden.
 The DVS presets default to ``remat=True``, ``remat_blocks=True`` and the "auto" scan
 (sequential on CPU, associative on GPU/TPU), the fastest and lightest settings measured on
 CPU (benchmarks/RESULTS.md); none of them changes the model's function.
@@ -101,7 +102,7 @@ def get_preset(
 
     Args:
         name: one of ``PRESETS`` ("tiny", "eventssm-dvs-small", "s7-dvs").
-        layer: "s7" or "s5".
+        layer: "s7", "s5" or "s7paper".
         vocab_size: token vocabulary (2·W·H); the preset's default when None.
         n_classes: number of classes; the preset's default when None.
         **overrides: any other ClassifierConfig field (e.g. scan_method, dropout, remat).

@@ -59,7 +59,29 @@ from eventssm.models.ssm import (
     random_fields,
 )
 
-__all__ = ["S7SSM", "s7_param_count"]
+__all__ = ["S7SSM", "check_s7_args", "hippo_w0", "s7_param_count", "stable_lambda"]
+
+
+def check_s7_args(a: float, b: float, dt_min: float, dt_max: float) -> None:
+    """ValueError unless ``a, b > 0`` (stable reparameterization) and ``0 < dt_min <= dt_max``."""
+    if not (a > 0 and b > 0):
+        raise ValueError(f"stable reparameterization needs a > 0 and b > 0, got {a}, {b}")
+    if not 0 < dt_min <= dt_max:
+        raise ValueError(f"need 0 < dt_min <= dt_max, got {dt_min}, {dt_max}")
+
+
+def hippo_w0(lam_re: float, a: float, b: float) -> float:
+    """``w_0`` with ``−1/(a w_0² + b) = lam_re`` (HiPPO-N: −½), clamped at ``w_0 = 0`` (−1/b)."""
+    return math.sqrt(max((-1.0 / lam_re - b) / a, 0.0))
+
+
+def stable_lambda(w: jax.Array, lambda_im: jax.Array, a: float, b: float) -> jax.Array:
+    """``λ = −1/(a w² + b) + i·lambda_im`` (complex64, ``Re λ ∈ [−1/b, 0)`` for every real w).
+
+    ``w`` ``(..., P)`` and ``lambda_im`` ``(P,)`` broadcast together.
+    """
+    re = -1.0 / (a * jnp.square(w) + b)
+    return jax.lax.complex(re, jnp.broadcast_to(lambda_im, re.shape))
 
 
 def s7_param_count(d_model: int, state_size: int, rank: int) -> int:
@@ -92,7 +114,7 @@ def _init_s7_params(
     )
     b_tilde, c_tilde = init_B_C(r["B"], r["C"], d_model, d_state, v, v_inv)
     # w_0 such that −1/(a w_0² + b) = Re Λ_HiPPO (= −1/2), clamped at w_0 = 0 (Re λ = −1/b).
-    w0 = math.sqrt(max((-1.0 / float(lam.real.mean()) - b) / a, 0.0))
+    w0 = hippo_w0(float(lam.real.mean()), a, b)
     # Mamba / official S7 step init: b_δ = softplus⁻¹(δ_0), δ_0 log-uniform in [dt_min, dt_max];
     # U_δ uniform in ±r^{-1/2}.
     step0 = jnp.exp(log_uniform(r["step"], dt_min, dt_max))
@@ -152,12 +174,9 @@ class S7SSM(DiagonalSSM):
         scan_method: str = "associative",
         rngs: nnx.Rngs,
     ):
-        if not (a > 0 and b > 0):
-            raise ValueError(f"stable reparameterization needs a > 0 and b > 0, got {a}, {b}")
+        check_s7_args(a, b, dt_min, dt_max)
         if rank < 1:
             raise ValueError(f"rank must be >= 1, got {rank}")
-        if not 0 < dt_min <= dt_max:
-            raise ValueError(f"need 0 < dt_min <= dt_max, got {dt_min}, {dt_max}")
         self.d_model = int(d_model)
         self.d_state = int(d_state)
         self.rank = int(rank)
@@ -197,8 +216,7 @@ class S7SSM(DiagonalSSM):
         ``δ_k = softplus(U_δ z_k + b_δ) ≥ 0`` (float32).
         """
         w = self.Lambda_w[...] + z @ self.U_w[...].T
-        re = -1.0 / (self.a * jnp.square(w) + self.b)
-        lam = jax.lax.complex(re, jnp.broadcast_to(self.Lambda_im[...], re.shape))
+        lam = stable_lambda(w, self.Lambda_im[...], self.a, self.b)
         step = jax.nn.softplus(z @ self.U_step[...].T + self.b_step[...])
         return lam, step
 

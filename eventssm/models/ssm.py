@@ -35,7 +35,9 @@ __all__ = [
     "decay", "make_ssm",
 ]
 
-LAYER_KINDS = ("s5", "s7")
+#: "s7" is the project's S7 (low-rank input dependence), "s7paper" the form of the S7 paper's code
+#: (full per-token B_k, C_k; :mod:`eventssm.models.s7paper`).
+LAYER_KINDS = ("s5", "s7", "s7paper")
 
 
 class RecurrenceTerms(NamedTuple):
@@ -235,10 +237,11 @@ class SSMConfig:
     :class:`~eventssm.models.s7.S7SSM`), passed as one value by blocks and the classifier.
 
     Fields:
-        layer: "s5" or "s7". d_model: H. d_state: N before conjugate-symmetry halving.
-        blocks: S5 HiPPO-N blocks (S5 only). rank: r of the input-dependent terms (S7 only).
+        layer: "s5", "s7" or "s7paper". d_model: H. d_state: N before conjugate-symmetry halving.
+        blocks: S5 HiPPO-N blocks (S5 only). rank: r of the input-dependent terms ("s7" only;
+            "s7paper" uses the rank ⌈H/16⌉ of the paper's code for its step).
         conj_sym: keep one eigenvalue per conjugate pair.
-        discretization: "async", "zoh" or "dirac" (S5 only; S7 is always "async").
+        discretization: "async", "zoh" or "dirac" (S5 only; both S7 forms are always "async").
         dt_min, dt_max: range of the initial step δ.
         step_rescale: multiplies δ (S5 only).
         scan_method: :class:`~eventssm.models.scan.ScanMethod` value of the sequence call.
@@ -262,7 +265,7 @@ class SSMConfig:
 
 
 def make_ssm(config: SSMConfig, *, rngs: nnx.Rngs) -> DiagonalSSM:
-    """Build the S5 (``layer="s5"``) or S7 (``layer="s7"``) layer that ``config`` describes."""
+    """Build the S5 (``"s5"``), S7 (``"s7"``) or paper-form S7 (``"s7paper"``) layer of ``config``."""
     if config.layer == "s5":
         from eventssm.models.s5 import S5SSM
 
@@ -270,6 +273,13 @@ def make_ssm(config: SSMConfig, *, rngs: nnx.Rngs) -> DiagonalSSM:
             config.d_model, config.d_state, blocks=config.blocks, conj_sym=config.conj_sym,
             discretization=config.discretization, dt_min=config.dt_min, dt_max=config.dt_max,
             step_rescale=config.step_rescale, scan_method=config.scan_method, rngs=rngs,
+        )
+    if config.layer == "s7paper":
+        from eventssm.models.s7paper import S7PaperSSM
+
+        return S7PaperSSM(
+            config.d_model, config.d_state, conj_sym=config.conj_sym, dt_min=config.dt_min,
+            dt_max=config.dt_max, scan_method=config.scan_method, rngs=rngs,
         )
     from eventssm.models.s7 import S7SSM
 

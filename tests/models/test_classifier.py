@@ -101,7 +101,8 @@ def _hand_count(p: dict, layer: str) -> int:
 
     embedding V·H0; per block: LayerNorm 2·H_in, [W_in H_in·H], SSM, gate H·H + H,
     [skip H_in·H + H]; head H_last·C + C.  SSM with P complex states (P = N/2 if conj_sym):
-    S5 = 4PH + 3P + H (Λ re/im, log_step; B̃, C̃ complex; D), S7 adds r(5H + 6P).
+    S5 = 4PH + 3P + H (Λ re/im, log_step; B̃, C̃ complex; D), S7 adds r(5H + 6P); S7 in the
+    paper's form: 4PH² + 4PH + ⌈H/16⌉(H + P) + 3P + H.
     """
     total = p["vocab_size"] * p["d_model"]
     h_in = p["d_model"]
@@ -114,6 +115,9 @@ def _hand_count(p: dict, layer: str) -> int:
             total += 2 * d_in + h * h + h
             if d_in != h:
                 total += d_in * h + (d_in * h + h)
+            if layer == "s7paper":  # full complex W_B, W_C and biases; step rank ⌈H/16⌉
+                total += 4 * big_p * h * h + 4 * big_p * h + -(-h // 16) * (h + big_p) + 3 * big_p + h
+                continue
             total += 4 * big_p * h + 3 * big_p + h
             if layer == "s7":
                 total += 4 * (5 * h + 6 * big_p)  # rank 4 (default)
@@ -121,7 +125,7 @@ def _hand_count(p: dict, layer: str) -> int:
     return total + h_in * p["n_classes"] + p["n_classes"]
 
 
-@pytest.mark.parametrize("layer", ["s5", "s7"])
+@pytest.mark.parametrize("layer", ["s5", "s7", "s7paper"])
 @pytest.mark.parametrize("name", sorted(PRESETS))
 def test_parameter_counts(name, layer):
     cfg = get_preset(name, layer=layer)

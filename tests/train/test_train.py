@@ -50,10 +50,11 @@ class ToyDataset:
 
 #: what each layer declares for the SSM optimizer group (S5 §B.1; the S7 decay and step parameters)
 SSM_GROUP = {"s5": {"Lambda_re", "Lambda_im", "B", "log_step"},
-             "s7": {"Lambda_w", "Lambda_im", "U_w", "U_step", "b_step", "B"}}
+             "s7": {"Lambda_w", "Lambda_im", "U_w", "U_step", "b_step", "B"},
+             "s7paper": {"Lambda_w", "Lambda_im", "W_step", "b_step"}}
 
 
-@pytest.mark.parametrize("layer", ["s5", "s7"])
+@pytest.mark.parametrize("layer", ["s5", "s7", "s7paper"])
 def test_every_parameter_lands_in_its_declared_group(layer):
     """Labels by name, and behaviour: with zero gradients one update leaves the SSM group
     untouched (Adam, no weight decay) and shrinks every other weight by AdamW's decay."""
