@@ -8,7 +8,7 @@
 5. `eventssm evaluate`   accuracy and confusion matrix on unseen recordings (a new seed, EVT 3.0)
 6. `eventssm classify`   predict some of them, also with the streaming model
 
-    python examples/demo.py --out demo_out           # about 3-5 minutes on 2 CPU cores
+    python examples/demo.py --out demo_out           # about 3 minutes on 2 CPU cores
     python examples/demo.py --out demo_out --quick   # 1-2 minutes, barely trained
 """
 
