@@ -137,17 +137,57 @@ def _init_s7_params(
     }
 
 
-class S7SSM(DiagonalSSM):
+class StableSelectiveSSM(DiagonalSSM):
+    """The constructor both S7 forms share (:class:`S7SSM` and
+    :class:`~eventssm.models.s7paper.S7PaperSSM`): it checks and stores the options of the stable
+    reparameterization, then the subclass creates its parameters in
+    ``_init_parameters(key, dt_min, dt_max)``.
+
+    Args:
+        d_model: H. d_state: N before conjugate-symmetry halving (``P = N/2`` if conj_sym).
+        conj_sym: keep one eigenvalue per conjugate pair; output ``2·Re(C_k x_k)``.
+        dt_min, dt_max: range of the initial step ``softplus(b)`` of the layer's step projection.
+        a, b: stable reparameterization constants (> 0), ``Re λ = −1/(a w² + b)``.
+        scan_method: :class:`~eventssm.models.scan.ScanMethod` value used by ``__call__``.
+        rngs: ``nnx.Rngs`` (``params`` stream).
+    """
+
+    def __init__(
+        self,
+        d_model: int,
+        d_state: int,
+        *,
+        conj_sym: bool = True,
+        dt_min: float = 1e-3,
+        dt_max: float = 1e-1,
+        a: float = 1.0,
+        b: float = 0.5,
+        scan_method: str = "associative",
+        rngs: nnx.Rngs,
+    ):
+        check_s7_args(a, b, dt_min, dt_max)
+        self.d_model = int(d_model)
+        self.d_state = int(d_state)
+        self.conj_sym = bool(conj_sym)
+        self.a = float(a)
+        self.b = float(b)
+        self.scan_method = ScanMethod(scan_method).value
+        self.state_size = int(block_hippo_n(self.d_state, 1, self.conj_sym)[0].shape[0])
+        self._init_parameters(rngs.params(), float(dt_min), float(dt_max))
+
+    def _init_parameters(self, key: jax.Array, dt_min: float, dt_max: float) -> None:
+        """Create the layer's parameters (each form has its own)."""
+        raise NotImplementedError(f"{type(self).__name__} must define _init_parameters")
+
+
+class S7SSM(StableSelectiveSSM):
     """S7 selective SSM (input-dependent Λ_k, B_k, C_k, D_k, δ_k), batched over a leading axis.
 
     Args:
         d_model: H. d_state: N before conjugate-symmetry halving (``P = N/2`` if conj_sym).
         rank: r, rank of the input-dependent corrections (cost O((P + H)·r) per event).
-        conj_sym: keep one eigenvalue per conjugate pair; output ``2·Re(C_k x_k)``.
-        dt_min, dt_max: range of the initial selective step ``softplus(b_δ)``.
-        a, b: stable reparameterization constants (> 0), ``Re λ = −1/(a w² + b)``.
-        scan_method: :class:`~eventssm.models.scan.ScanMethod` value used by ``__call__``.
-        rngs: ``nnx.Rngs`` (``params`` stream).
+        **options: conj_sym, dt_min, dt_max (range of the initial selective step
+            ``softplus(b_δ)``), a, b, scan_method, rngs: see :class:`StableSelectiveSSM`.
 
     Parameters: ``Lambda_w`` (w_0, ``(P,)``), ``Lambda_im`` ``(P,)``, ``V`` ``(r, H)``,
     ``U_w`` ``(P, r)``, ``U_step`` ``(P, r)``, ``b_step`` ``(P,)``, ``B`` ``(P, H, 2)``,
@@ -160,34 +200,15 @@ class S7SSM(DiagonalSSM):
     initialisation only the selective step δ_k depends on the input.
     """
 
-    def __init__(
-        self,
-        d_model: int,
-        d_state: int,
-        *,
-        rank: int = 4,
-        conj_sym: bool = True,
-        dt_min: float = 1e-3,
-        dt_max: float = 1e-1,
-        a: float = 1.0,
-        b: float = 0.5,
-        scan_method: str = "associative",
-        rngs: nnx.Rngs,
-    ):
-        check_s7_args(a, b, dt_min, dt_max)
+    def __init__(self, d_model: int, d_state: int, *, rank: int = 4, **options):
         if rank < 1:
             raise ValueError(f"rank must be >= 1, got {rank}")
-        self.d_model = int(d_model)
-        self.d_state = int(d_state)
         self.rank = int(rank)
-        self.conj_sym = bool(conj_sym)
-        self.a = float(a)
-        self.b = float(b)
-        self.scan_method = ScanMethod(scan_method).value
-        self.state_size = int(block_hippo_n(self.d_state, 1, self.conj_sym)[0].shape[0])
+        super().__init__(d_model, d_state, **options)
+
+    def _init_parameters(self, key: jax.Array, dt_min: float, dt_max: float) -> None:
         p = _init_s7_params(
-            rngs.params(), self.d_model, self.d_state, self.rank, self.conj_sym,
-            float(dt_min), float(dt_max), self.a, self.b,
+            key, self.d_model, self.d_state, self.rank, self.conj_sym, dt_min, dt_max, self.a, self.b,
         )
         self.Lambda_w = SSMParam(p["Lambda_w"])
         self.Lambda_im = SSMParam(p["Lambda_im"])

@@ -63,10 +63,8 @@ from flax import nnx
 from eventssm.models.discretization import phi1
 from eventssm.models.init import block_hippo_n
 from eventssm.models.params import SSMParam
-from eventssm.models.s7 import check_s7_args, hippo_w0, stable_lambda
-from eventssm.models.scan import ScanMethod
+from eventssm.models.s7 import StableSelectiveSSM, hippo_w0, stable_lambda
 from eventssm.models.ssm import (
-    DiagonalSSM,
     RecurrenceTerms,
     TokenTerms,
     decay,
@@ -121,16 +119,13 @@ def _init_params(
     }
 
 
-class S7PaperSSM(DiagonalSSM):
+class S7PaperSSM(StableSelectiveSSM):
     """S7 as the paper's code defines it: full per-token ``B_k``, ``C_k``; rank-⌈H/16⌉ step Δ_k.
 
-    Args:
+    Args (those of :class:`~eventssm.models.s7.StableSelectiveSSM`):
         d_model: H. d_state: N before conjugate-symmetry halving (``P = N/2`` if conj_sym).
-        conj_sym: keep one eigenvalue per conjugate pair; output ``2·Re(C_k x_k)``.
-        dt_min, dt_max: range of the initial step ``softplus(b_Δ)``.
-        a, b: stable reparameterization constants (> 0), ``Re λ = −1/(a w² + b)``.
-        scan_method: :class:`~eventssm.models.scan.ScanMethod` value used by ``__call__``.
-        rngs: ``nnx.Rngs`` (``params`` stream).
+        conj_sym, dt_min, dt_max (range of the initial step ``softplus(b_Δ)``), a, b,
+        scan_method, rngs: see the base class.
 
     Parameters: ``Lambda_w`` (w) ``(P,)``, ``Lambda_im`` ``(P,)``, ``B`` (B_0) ``(P, H, 2)``,
     ``W_B`` ``(P, H, H, 2)``, ``C`` (C_0) ``(H, P, 2)``, ``W_C`` ``(H, P, H, 2)``,
@@ -138,32 +133,9 @@ class S7PaperSSM(DiagonalSSM):
     ``D`` ``(H,)`` — count :func:`s7paper_param_count`. Complex tensors are (real, imag) pairs.
     """
 
-    def __init__(
-        self,
-        d_model: int,
-        d_state: int,
-        *,
-        conj_sym: bool = True,
-        dt_min: float = 1e-3,
-        dt_max: float = 1e-1,
-        a: float = 1.0,
-        b: float = 0.5,
-        scan_method: str = "associative",
-        rngs: nnx.Rngs,
-    ):
-        check_s7_args(a, b, dt_min, dt_max)
-        self.d_model = int(d_model)
-        self.d_state = int(d_state)
+    def _init_parameters(self, key: jax.Array, dt_min: float, dt_max: float) -> None:
         self.rank = dt_rank(self.d_model)
-        self.conj_sym = bool(conj_sym)
-        self.a = float(a)
-        self.b = float(b)
-        self.scan_method = ScanMethod(scan_method).value
-        self.state_size = int(block_hippo_n(self.d_state, 1, self.conj_sym)[0].shape[0])
-        p = _init_params(
-            rngs.params(), self.d_model, self.d_state, self.conj_sym,
-            float(dt_min), float(dt_max), self.a, self.b,
-        )
+        p = _init_params(key, self.d_model, self.d_state, self.conj_sym, dt_min, dt_max, self.a, self.b)
         self.Lambda_w = SSMParam(p["Lambda_w"])
         self.Lambda_im = SSMParam(p["Lambda_im"])
         self.B = nnx.Param(p["B"])
