@@ -155,6 +155,7 @@ def run_fold(work: Path, takes: dict, test: str, train_args: list[str], tag: str
     logits, _, index = collect_logits(model, test_ds)
     labels = np.full(len(logits), true)
     n_events = test_ds.lengths[index]
+    order = np.argsort(index)  # rows come grouped by length; back to the cache's order
     lp = log_softmax(logits)
     pred = lp.argmax(1)
     take_pred = int(np.argmax(lp.mean(0)))
@@ -168,8 +169,8 @@ def run_fold(work: Path, takes: dict, test: str, train_args: list[str], tag: str
         "nll_before": nll(logits, labels), "nll_after": nll(logits, labels, temperature),
         "temperature": temperature, "train_seconds": train_s, "val": val_line,
         # per window (in the cache's order): events in it, predicted class
-        "window_events": [int(n) for n in n_events[np.argsort(index)]],
-        "window_pred": [names[int(k)] for k in pred[np.argsort(index)]],
+        "window_events": [int(n) for n in n_events[order]],
+        "window_pred": [names[int(k)] for k in pred[order]],
     }
 
 

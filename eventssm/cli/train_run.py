@@ -70,7 +70,7 @@ class _Progress:
                    f" on {r['n']} samples{mark}")
 
     def saved(self, step: int, path: Path, seconds: float) -> None:
-        pass
+        """Nothing on the terminal per save: the summary line names the saved run."""
 
     def close(self) -> None:
         if self.bar is not None:
