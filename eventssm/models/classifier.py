@@ -4,7 +4,9 @@ Architecture of EventSSM (Schöne et al. 2024, arXiv 2404.18508; official code
 ``event_ssm/seq_model.py`` ``StackedEncoderModel`` / ``ClassificationModel``), used with S5 or
 S7 (Soydan et al. 2024, arXiv 2410.03464) layers:
 
-    u_k   = E[token_k]                          nnx.Embed, vocabulary 2·W·H (DESIGN.md §3)
+    u_k   = E[token_k]                          nnx.Embed, vocabulary 2·W·H (DESIGN.md §3), or
+            MLP(Fourier features of the token's x, y, p)  (``embedding="fourier"``,
+                                                           eventssm.models.embedding)
     stage s = 0 … S−1 (``layers_per_stage`` SSMBlocks each):
         block 0 pools windows of ``stride_s`` events (SSM at the incoming rate, output at the
         window's last event, dt summed) and widens H_{s−1} → H_s;
@@ -33,6 +35,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from eventssm.models.blocks import SSMBlock, scan_time_chunks, ssm_pooled, table_terms
+from eventssm.models.embedding import EMBEDDINGS, make_embedding
 from eventssm.models.pooling import (
     POOL_MODES,
     TIME_WEIGHT_EPS,
@@ -100,6 +103,11 @@ class ClassifierConfig:
             block run chunk by chunk with the state carried, so no (B, L, ·) event-rate
             array larger than one chunk is ever live; with ``remat`` every chunk is
             recomputed in the backward pass).  Does not change the results.
+        embedding: "table" (a learned vector per token, EventSSM's form) or "fourier" (an MLP
+            of Fourier features of the token's position and polarity, smooth in position;
+            :mod:`eventssm.models.embedding`).
+        grid: the token grid ``(W2, H2, P2)`` with ``W2·H2·P2 = vocab_size`` (needed by
+            "fourier"; None with "table" is allowed).
         dtype: computation dtype of the embedding, LayerNorms, projections, gates and head:
             "float32" or "bfloat16" (mixed precision: parameters are stored in float32; the
             SSM parameters, discretization and scan state stay float32 whatever ``dtype``, since
@@ -131,6 +139,8 @@ class ClassifierConfig:
     time_chunk: int = 8192
     block_chunk: int = 1024
     dtype: str = "float32"
+    embedding: str = "table"
+    grid: tuple[int, int, int] | None = None
 
     def __post_init__(self):
         stride = self.stride
@@ -138,6 +148,16 @@ class ClassifierConfig:
             stride = (stride,) * self.n_stages
         stride = tuple(int(s) for s in stride)
         object.__setattr__(self, "stride", stride)
+        if self.grid is not None:
+            grid = tuple(int(v) for v in self.grid)
+            object.__setattr__(self, "grid", grid)
+            if len(grid) != 3 or min(grid) < 1 or grid[0] * grid[1] * grid[2] != self.vocab_size:
+                raise ValueError(f"grid must be (W2, H2, P2) with W2·H2·P2 = vocab_size {self.vocab_size}, "
+                                 f"got {self.grid}")
+        if self.embedding not in EMBEDDINGS:
+            raise ValueError(f"embedding must be one of {EMBEDDINGS}, got {self.embedding!r}")
+        if self.embedding == "fourier" and self.grid is None:
+            raise ValueError("embedding 'fourier' needs grid (W2, H2, P2)")
         positive = ("vocab_size", "n_classes", "d_model", "d_state", "blocks", "n_stages",
                     "layers_per_stage", "expansion", "rank", "time_chunk", "block_chunk")
         for name in positive:
@@ -198,6 +218,8 @@ class ClassifierConfig:
         """Plain JSON-ready dict (stride as a list)."""
         d = dataclasses.asdict(self)
         d["stride"] = list(self.stride)
+        if self.grid is not None:
+            d["grid"] = list(self.grid)
         return d
 
     def to_json(self) -> str:
@@ -212,8 +234,9 @@ class ClassifierConfig:
         if unknown:
             raise ValueError(f"unknown ClassifierConfig fields: {sorted(unknown)}")
         d = dict(d)
-        if isinstance(d.get("stride"), list):
-            d["stride"] = tuple(d["stride"])
+        for key in ("stride", "grid"):
+            if isinstance(d.get(key), list):
+                d[key] = tuple(d[key])
         return cls(**d)
 
     @classmethod
@@ -258,7 +281,9 @@ class EventClassifier(nnx.Module):
         rngs: ``nnx.Rngs`` with ``params`` (and ``dropout`` for training) streams.
 
     Attributes:
-        embed: nnx.Embed (vocab_size, d_model).
+        embed: nnx.Embed (vocab_size, d_model) or FourierEmbed (``config.embedding``); both
+            map (...,) tokens to (..., d_model) and expose the (vocab_size, d_model) table as
+            ``embedding``.
         blocks: nnx.List of SSMBlock, stage after stage (first block of a stage pools).
         head: nnx.Linear (H_{S−1}, n_classes).
     """
@@ -266,7 +291,8 @@ class EventClassifier(nnx.Module):
     def __init__(self, config: ClassifierConfig, *, rngs: nnx.Rngs):
         self.config = config
         dtype = jnp.dtype(config.dtype)
-        self.embed = nnx.Embed(config.vocab_size, config.d_model, dtype=dtype, rngs=rngs)
+        self.embed = make_embedding(config.embedding, config.vocab_size, config.d_model, config.grid,
+                                    dtype=dtype, rngs=rngs)
         blocks = []
         for st in config.stages():
             ssm = config.ssm_config(st)

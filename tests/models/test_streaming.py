@@ -23,6 +23,7 @@ CHUNK = 16  # compiled chunk size; shorter chunks are padded with skipped (maske
 CASES = {
     "s5-timeweighted": dict(layer="s5"),
     "s7-mean-last-nopool-stage0": dict(layer="s7", stride=(1, 4), pool_mode="mean", head="last"),
+    "s7-fourier-embedding": dict(layer="s7", embedding="fourier", grid=(8, 8, 2)),
 }
 
 
