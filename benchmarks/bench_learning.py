@@ -19,6 +19,7 @@ take's windows through ``preprocess`` and the model's whole-sample logits (the c
     python benchmarks/bench_learning.py                       # CLI defaults, S7
     python benchmarks/bench_learning.py --layers s7,s5 --json out.json
     python benchmarks/bench_learning.py --train-args "--steps 150 --augment none"
+    python benchmarks/bench_learning.py --train-args "--embedding fourier" --take-order name
 
 Time is wall-clock for everything (cutting, preprocessing, compiling, training, testing).
 """
@@ -105,9 +106,9 @@ def matched_s5_args(train_args: list[str], cache: Path) -> list[str]:
     opt = {a: train_args[i + 1] for i, a in enumerate(train_args[:-1]) if a.startswith("--")}
     from eventssm.cli.train import train as train_cmd
 
-    default_preset = next(p.default for p in train_cmd.params if p.name == "preset")
-    preset = opt.get("--preset", default_preset)
-    over = {}
+    defaults = {p.name: p.default for p in train_cmd.params}
+    preset = opt.get("--preset", defaults["preset"])
+    over = {"embedding": opt.get("--embedding", defaults["embedding"]), "grid": tuple(ds.grid_size)}
     for flag, field in (("--d-model", "d_model"), ("--d-state", "d_state"), ("--stages", "n_stages"),
                         ("--layers-per-stage", "layers_per_stage")):
         if flag in opt:
@@ -129,14 +130,20 @@ def matched_s5_args(train_args: list[str], cache: Path) -> list[str]:
 
 
 def run_fold(work: Path, takes: dict, test: str, train_args: list[str], tag: str,
-             prep_args: list[str]) -> dict:
+             prep_args: list[str], take_order: str = "class") -> dict:
     from eventssm.tokenizers.dataset import TokenDataset
     from eventssm.train.calibrate import collect_logits, ece, log_softmax, nll
     from eventssm.train.checkpoint import load_run
 
     fold = work / f"{tag}_{test}"
     fold.mkdir()
-    train_in = [str(work / "windows" / t) for t in takes if t != test]
+    # the order of the inputs is the order of the samples in the cache, hence of the validation
+    # split and of the batches: "class" lists the takes class folder by class folder, "name"
+    # by take name (the same data in another order, to see how much a run depends on it)
+    names_in = [t for t in takes if t != test]
+    if take_order == "name":
+        names_in = sorted(names_in)
+    train_in = [str(work / "windows" / t) for t in names_in]
     cli("preprocess", *train_in, "-o", str(fold / "train.h5"), "--labels-from", "folder", "--workers", "1",
         "--quiet", *prep_args)
     cli("preprocess", str(work / "windows" / test), "-o", str(fold / "test.h5"), "--labels-from", "folder",
@@ -201,13 +208,16 @@ def main() -> None:
     ap.add_argument("--layers", default="s7", help="s7, s5 or s7,s5 (S5 at the S7 parameter count)")
     ap.add_argument("--folds", default="", help="comma-separated test takes (default: every take)")
     ap.add_argument("--json", type=Path, default=None, help="write every figure to this JSON file")
+    ap.add_argument("--take-order", choices=("class", "name"), default="class",
+                    help="order of the training takes given to preprocess: class folder by class folder "
+                         "(default) or by take name (same data, another sample order)")
     a = ap.parse_args()
     if not a.data.is_dir():
         sys.exit(f"{a.data}: no such folder (the shared activities recordings)")
     t_all = time.perf_counter()
     base_args = shlex.split(a.train_args)
     prep_args = shlex.split(a.preprocess_args)
-    result = {"command": " ".join(map(shlex.quote, sys.argv)), "train_args": base_args,
+    result = {"command": " ".join(map(shlex.quote, sys.argv)), "train_args": base_args, "take_order": a.take_order,
               "preprocess_args": prep_args, "layers": {}}
     with tempfile.TemporaryDirectory(prefix="bench_learning_") as tmp:
         work = Path(tmp)
@@ -229,7 +239,7 @@ def main() -> None:
                 sys.exit(f"--layers: unknown layer {layer!r}")
             folds = []
             for test in tests:
-                f = run_fold(work, takes, test, args, layer, prep_args)
+                f = run_fold(work, takes, test, args, layer, prep_args, a.take_order)
                 folds.append(f)
                 take = "ok" if f["take_correct"] else f"WRONG ({f['take_pred']})"
                 print(f"  {layer} test {test:32s} {f['class']:9s} windows {f['windows']:3d}  acc "

@@ -55,7 +55,8 @@ def test_every_recipe_loads_and_validates(path):
         options["steps"] = None
     model_args, train_args, epochs = train_arguments(options)
     margs = {k: v for k, v in model_args.items() if v is not None}
-    config = get_preset(margs.pop("preset"), margs.pop("layer"), vocab_size=2 * 128 * 128, n_classes=11, **margs)
+    config = get_preset(margs.pop("preset"), margs.pop("layer"), vocab_size=2 * 128 * 128, n_classes=11,
+                        grid=(128, 128, 2), **margs)
     tcfg = TrainConfig(**resolve_steps(train_args, epochs, n_train=1000))
     if "epochs" in table:
         steps = table["epochs"] * (1000 // table["batch-size"]) // table["accumulate"]
@@ -63,6 +64,7 @@ def test_every_recipe_loads_and_validates(path):
         steps = table["steps"]
     assert tcfg.steps == steps and tcfg.lr == table["lr"] and tcfg.crop_events <= max(tcfg.buckets)
     assert config.dropout == table.get("dropout", config.dropout) and config.layer == table["layer"]
+    assert config.embedding == table["embedding"]
 
 
 def test_dvs_recipes_follow_the_papers_learning_rate_rules():
