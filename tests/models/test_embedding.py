@@ -47,6 +47,7 @@ def test_fourier_features_of_tokenized_events_match_the_formula(merge):
     gx, gy, gp = (np.asarray(v) for v in token_coordinates(jnp.asarray(tokens), (7, 5, p2)))
     np.testing.assert_array_equal(gx, x)
     np.testing.assert_array_equal(gy, y)
+    np.testing.assert_array_equal(gp, np.zeros(n, int) if merge else p.astype(int))
 
 
 def test_fourier_features_are_smooth_in_position():
