@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import importlib
 import logging
+import os
+import select
+import sys
 
 import click
 
@@ -109,6 +112,14 @@ class FriendlyErrors(LazyGroup):
             fail(f"{exc.format_message()} (see '{sub} --help')", exc.exit_code)
         except click.ClickException as exc:
             fail(exc.format_message(), exc.exit_code)
+        except BrokenPipeError as exc:
+            if not _stdout_reader_gone():
+                fail(os_error_message(exc), 2)
+            # `eventssm info FILE | head`: the reader of our output has gone; stop quietly, with
+            # the status of a process killed by SIGPIPE, as Unix tools do (outputs are unchanged:
+            # this is the same exit as any other error's)
+            _silence_stdout()
+            raise SystemExit(128 + 13) from None
         except OSError as exc:
             fail(os_error_message(exc), 2)
         except Exception as exc:
@@ -121,6 +132,27 @@ class FriendlyErrors(LazyGroup):
 
 
 _VERBOSE = "eventssm.verbose"  # ctx.meta key: the group's -v count
+
+
+def _stdout_reader_gone() -> bool:
+    """Whether stdout is a pipe whose reading end is closed (poll reports POLLERR on it), so
+    that a BrokenPipeError of a worker's pipe is still reported as an error."""
+    try:
+        poller = select.poll()
+        poller.register(sys.stdout.fileno(), select.POLLOUT)
+        return any(ev & select.POLLERR for _, ev in poller.poll(0))
+    except (AttributeError, OSError, ValueError):  # no fileno (CliRunner), no poll (Windows)
+        return False
+
+
+def _silence_stdout() -> None:
+    """Point stdout at the null device, so flushing it at exit raises nothing more."""
+    try:
+        null = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(null, sys.stdout.fileno())
+        os.close(null)
+    except (AttributeError, OSError, ValueError):
+        pass
 
 
 @click.group(cls=FriendlyErrors, lazy_commands=COMMANDS, context_settings={"help_option_names": ["-h", "--help"]})

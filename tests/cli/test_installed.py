@@ -175,6 +175,22 @@ def test_exit_codes_of_the_table(tmp_path, work):
     assert listing(tmp_path) == ["bad.raw"]
 
 
+def test_a_closed_pipe_on_stdout_ends_quietly(tmp_path, work):
+    """`eventssm info FILE | head`: the reader has gone before the command writes. Exit 141 (as
+    a process killed by SIGPIPE) with nothing on stderr; no "error: Broken pipe" line."""
+    env = {k: v for k, v in os.environ.items() if k != "EVENTSSM_SIGNAL_AT"}
+    env["PYTHONPATH"] = str(ROOT)
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # the reader is gone before the first write: no race
+    try:
+        res = subprocess.run([str(EVENTSSM), "info", str(work / "rec" / "up" / "up_0.npz")], cwd=tmp_path, env=env,
+                             stdout=write_end, stderr=subprocess.PIPE, text=True, timeout=60)
+    finally:
+        os.close(write_end)
+    assert (res.returncode, res.stderr) == (141, "")
+    assert listing(tmp_path) == []
+
+
 def test_ctrl_c_during_start_up(tmp_path, work):
     """Ctrl-C while the command is still importing numpy/numba (before its own handlers are
     installed): one line and 130, not an import traceback; the cache is untouched."""
