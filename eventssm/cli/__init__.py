@@ -6,6 +6,7 @@ and ``eventssm preprocess`` start without importing JAX. Only this package print
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import logging
 import os
@@ -147,12 +148,10 @@ def _stdout_reader_gone() -> bool:
 
 def _silence_stdout() -> None:
     """Point stdout at the null device, so flushing it at exit raises nothing more."""
-    try:
+    with contextlib.suppress(AttributeError, OSError, ValueError):  # no file descriptor: nothing to do
         null = os.open(os.devnull, os.O_WRONLY)
         os.dup2(null, sys.stdout.fileno())
         os.close(null)
-    except (AttributeError, OSError, ValueError):
-        pass
 
 
 @click.group(cls=FriendlyErrors, lazy_commands=COMMANDS, context_settings={"help_option_names": ["-h", "--help"]})
