@@ -218,7 +218,7 @@ def _new_spec(ds, where: str, model_args: dict, train_args: dict):
     margs = {k: v for k, v in model_args.items() if v is not None}
     preset, layer = margs.pop("preset"), margs.pop("layer")
     config = get_preset(preset, layer, vocab_size=ds.vocab_size, n_classes=n_classes,
-                        grid=tuple(int(v) for v in ds.grid_size), **margs)
+                        grid=ds.grid_size, **margs)
     return RunSpec.for_dataset(ds, config, TrainConfig(**train_args))
 
 

@@ -26,10 +26,16 @@ ROOT = Path(__file__).resolve().parents[2]
 EVENTSSM = Path(sys.executable).parent / "eventssm"
 
 
-def eventssm(*args, cwd: Path, signal_at: str | None = None, timeout: float = 60) -> subprocess.CompletedProcess:
-    assert EVENTSSM.exists(), f"the console script {EVENTSSM} is not installed (pip install -e .)"
+def command_env() -> dict[str, str]:
+    """The environment of the installed command: this tree on its path, no test hook set."""
     env = {k: v for k, v in os.environ.items() if k != "EVENTSSM_SIGNAL_AT"}
     env["PYTHONPATH"] = str(ROOT)  # the installed script imports this tree
+    return env
+
+
+def eventssm(*args, cwd: Path, signal_at: str | None = None, timeout: float = 60) -> subprocess.CompletedProcess:
+    assert EVENTSSM.exists(), f"the console script {EVENTSSM} is not installed (pip install -e .)"
+    env = command_env()
     if signal_at:
         env["EVENTSSM_SIGNAL_AT"] = signal_at
     return subprocess.run([str(EVENTSSM), *map(str, args)], cwd=cwd, env=env, capture_output=True,
@@ -178,13 +184,11 @@ def test_exit_codes_of_the_table(tmp_path, work):
 def test_a_closed_pipe_on_stdout_ends_quietly(tmp_path, work):
     """`eventssm info FILE | head`: the reader has gone before the command writes. Exit 141 (as
     a process killed by SIGPIPE) with nothing on stderr; no "error: Broken pipe" line."""
-    env = {k: v for k, v in os.environ.items() if k != "EVENTSSM_SIGNAL_AT"}
-    env["PYTHONPATH"] = str(ROOT)
     read_end, write_end = os.pipe()
     os.close(read_end)  # the reader is gone before the first write: no race
     try:
-        res = subprocess.run([str(EVENTSSM), "info", str(work / "rec" / "up" / "up_0.npz")], cwd=tmp_path, env=env,
-                             stdout=write_end, stderr=subprocess.PIPE, text=True, timeout=60)
+        res = subprocess.run([str(EVENTSSM), "info", str(work / "rec" / "up" / "up_0.npz")], cwd=tmp_path,
+                             env=command_env(), stdout=write_end, stderr=subprocess.PIPE, text=True, timeout=60)
     finally:
         os.close(write_end)
     assert (res.returncode, res.stderr) == (141, "")
