@@ -87,10 +87,10 @@ def param_count(preset: str, layer: str, vocab: int, n_classes: int, **over) -> 
     import jax
     from flax import nnx
 
-    from eventssm.models.classifier import EventClassifier
+    from eventssm.models.ensemble import make_classifier
     from eventssm.models.presets import get_preset
 
-    model = EventClassifier(get_preset(preset, layer, vocab_size=vocab, n_classes=n_classes, **over),
+    model = make_classifier(get_preset(preset, layer, vocab_size=vocab, n_classes=n_classes, **over),
                             rngs=nnx.Rngs(0))
     return sum(int(np.prod(p.shape)) for p in jax.tree_util.tree_leaves(nnx.state(model, nnx.Param)))
 
@@ -108,7 +108,8 @@ def matched_s5_args(train_args: list[str], cache: Path) -> list[str]:
 
     defaults = {p.name: p.default for p in train_cmd.params}
     preset = opt.get("--preset", defaults["preset"])
-    over = {"embedding": opt.get("--embedding", defaults["embedding"]), "grid": tuple(ds.grid_size)}
+    over = {"embedding": opt.get("--embedding", defaults["embedding"]),
+            "members": int(opt.get("--members", defaults["members"])), "grid": tuple(ds.grid_size)}
     for flag, field in (("--d-model", "d_model"), ("--d-state", "d_state"), ("--stages", "n_stages"),
                         ("--layers-per-stage", "layers_per_stage")):
         if flag in opt:

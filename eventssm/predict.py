@@ -372,9 +372,9 @@ class Predictor:
 
     def _streaming(self):
         if self._streamer is None:
-            from eventssm.models.streaming import Streamer
+            from eventssm.models.streaming import make_streamer
 
-            self._streamer = Streamer(self.model)  # compiled once, for every file
+            self._streamer = make_streamer(self.model)  # compiled once, for every file
         return self._streamer
 
     def _read(self, path) -> tuple[Any, str | None]:

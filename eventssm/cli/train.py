@@ -43,10 +43,15 @@ _POSITIVE = click.IntRange(min=1)
 @click.option("--layer", type=click.Choice(["s7", "s5", "s7paper"]), default="s7", show_default=True,
               help="SSM layer: s7 (low-rank input dependence), s5, or s7paper (S7 as the paper's code: "
                    "full per-token B_k, C_k; docs/model.md).")
-@click.option("--embedding", type=click.Choice(["table", "fourier"]), default="table", show_default=True,
-              help="Token embedding: table (a learned vector per token, as the EventSSM and S7 papers) "
-                   "or fourier (an MLP of Fourier features of the event's position and polarity, smooth "
-                   "in position; docs/model.md §6, measured in docs/recipe.md).")
+@click.option("--embedding", type=click.Choice(["table", "fourier", "table+fourier"]), default="table",
+              show_default=True,
+              help="Token embedding: table (a learned vector per token, as the EventSSM and S7 papers), "
+                   "fourier (an MLP of Fourier features of the event's position and polarity, smooth "
+                   "in position; docs/model.md §6), or table+fourier (an ensemble with members of "
+                   "both kinds; measured in docs/recipe.md).")
+@click.option("--members", type=_POSITIVE, default=1, show_default=True,
+              help="Classifiers per embedding trained side by side from different initialisations, "
+                   "their probabilities averaged (a deep ensemble; docs/model.md §7).")
 @click.option("--d-model", type=_POSITIVE, default=None, help="Override the preset's feature size.")
 @click.option("--d-state", type=_POSITIVE, default=None, help="Override the preset's state size.")
 @click.option("--stages", type=_POSITIVE, default=None, help="Override the preset's number of stages.")

@@ -120,6 +120,10 @@ def run_training(caches: list[Path], out: Path, *, resume: bool, overwrite: bool
                    "the model; nothing guards against overfitting")
     config, ds = setup.spec.model, setup.ds
     name = f"{model_args['preset']} {config.layer}" if not resume else f"{config.layer}"
+    from eventssm.models.ensemble import n_config_members
+
+    if n_config_members(config) > 1:
+        name += f", an ensemble of {n_config_members(config)} ({config.members} × {config.embedding})"
     click.echo(f"{where}: {len(ds)} samples, {len(setup.spec.class_names)} classes, vocabulary {ds.vocab_size}; "
                f"train {len(setup.tr)} / val {len(setup.va)}; {name}, {n_params:,} parameters; "
                f"{setup.n_devices} {setup.platform} device(s)")
@@ -228,11 +232,11 @@ def _build_model(spec, out: Path):
     import jax
     from flax import nnx
 
-    from eventssm.models.classifier import EventClassifier
+    from eventssm.models.ensemble import make_classifier
     from eventssm.train.preflight import PreflightError, check_disk
 
     seed = spec.train.seed
-    model = EventClassifier(spec.model, rngs=nnx.Rngs(params=seed, dropout=seed + 1))
+    model = make_classifier(spec.model, rngs=nnx.Rngs(params=seed, dropout=seed + 1))
     n_params = sum(int(np.prod(p.shape)) for p in jax.tree_util.tree_leaves(nnx.state(model, nnx.Param)))
     try:
         check_disk(out, n_params, spec.train)

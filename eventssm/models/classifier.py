@@ -105,13 +105,17 @@ class ClassifierConfig:
             recomputed in the backward pass).  Does not change the results.
         embedding: "table" (a learned vector per token, EventSSM's form) or "fourier" (an MLP
             of Fourier features of the token's position and polarity, smooth in position;
-            :mod:`eventssm.models.embedding`).
+            :mod:`eventssm.models.embedding`); several joined by "+" ("table+fourier") make an
+            ensemble with ``members`` classifiers of each.
         grid: the token grid ``(W2, H2, P2)`` with ``W2·H2·P2 = vocab_size`` (needed by
             "fourier"; None with "table" is allowed).
         dtype: computation dtype of the embedding, LayerNorms, projections, gates and head:
             "float32" or "bfloat16" (mixed precision: parameters are stored in float32; the
             SSM parameters, discretization and scan state stay float32 whatever ``dtype``, since
             the SSM promotes its bf16 input to float32/complex64; logits are float32).
+        members: K, the number of independently initialised classifiers of this configuration
+            (per embedding, when ``embedding`` names several) whose class probabilities are
+            averaged (a deep ensemble, :mod:`eventssm.models.ensemble`; 1 = one classifier).
     """
 
     vocab_size: int
@@ -141,6 +145,7 @@ class ClassifierConfig:
     dtype: str = "float32"
     embedding: str = "table"
     grid: tuple[int, int, int] | None = None
+    members: int = 1
 
     def __post_init__(self):
         stride = self.stride
@@ -154,12 +159,14 @@ class ClassifierConfig:
             if len(grid) != 3 or min(grid) < 1 or grid[0] * grid[1] * grid[2] != self.vocab_size:
                 raise ValueError(f"grid must be (W2, H2, P2) with W2·H2·P2 = vocab_size {self.vocab_size}, "
                                  f"got {self.grid}")
-        if self.embedding not in EMBEDDINGS:
-            raise ValueError(f"embedding must be one of {EMBEDDINGS}, got {self.embedding!r}")
-        if self.embedding == "fourier" and self.grid is None:
+        embeddings = self.embeddings
+        if not embeddings or any(e not in EMBEDDINGS for e in embeddings) or len(set(embeddings)) < len(embeddings):
+            raise ValueError(f"embedding must be one of {EMBEDDINGS} or several of them joined by '+', "
+                             f"got {self.embedding!r}")
+        if "fourier" in embeddings and self.grid is None:
             raise ValueError("embedding 'fourier' needs grid (W2, H2, P2)")
         positive = ("vocab_size", "n_classes", "d_model", "d_state", "blocks", "n_stages",
-                    "layers_per_stage", "expansion", "rank", "time_chunk", "block_chunk")
+                    "layers_per_stage", "expansion", "rank", "time_chunk", "block_chunk", "members")
         for name in positive:
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"ClassifierConfig.{name} must be >= 1, got {getattr(self, name)}")
@@ -181,6 +188,11 @@ class ClassifierConfig:
             raise ValueError(f"need 0 < dt_min <= dt_max, got {self.dt_min}, {self.dt_max}")
         if self.dtype not in DTYPES:
             raise ValueError(f"dtype must be one of {DTYPES}, got {self.dtype!r}")
+
+    @property
+    def embeddings(self) -> tuple[str, ...]:
+        """The embeddings of ``embedding`` ("table+fourier" -> ("table", "fourier"))."""
+        return tuple(self.embedding.split("+"))
 
     def stages(self) -> list[StageDims]:
         """Resolved per-stage sizes (see the module docstring for the expansion rule)."""
@@ -289,6 +301,9 @@ class EventClassifier(nnx.Module):
     """
 
     def __init__(self, config: ClassifierConfig, *, rngs: nnx.Rngs):
+        if config.members != 1 or len(config.embeddings) != 1:
+            raise ValueError(f"members = {config.members}, embedding {config.embedding!r}: an ensemble; "
+                             "build it with eventssm.models.ensemble.make_classifier")
         self.config = config
         dtype = jnp.dtype(config.dtype)
         self.embed = make_embedding(config.embedding, config.vocab_size, config.d_model, config.grid,

@@ -55,8 +55,8 @@ from eventssm.models.scan import linear_recurrence
 from eventssm.models.ssm import DiagonalSSM, decay
 
 __all__ = [
-    "BlockState", "StreamState", "Streamer", "WeightedSum", "WindowState", "init_state", "step",
-    "step_chunk",
+    "BlockState", "EnsembleStreamer", "StreamState", "Streamer", "WeightedSum", "WindowState", "init_state",
+    "make_streamer", "step", "step_chunk",
 ]
 
 
@@ -511,3 +511,48 @@ class Streamer:
         """N events per stream (see :func:`step_chunk`): tokens, dt (B, N), mask (B, N) | None
         -> (state, logits (B, N, C)), or (B, C) with ``last_only``."""
         return self._chunk(self._leaves, self._table, state, tokens, dt, mask, last_only)
+
+
+class EnsembleStreamer:
+    """Streaming for an :class:`~eventssm.models.ensemble.EnsembleClassifier`: one
+    :class:`Streamer` per member, their logits combined as the ensemble combines them
+    (log of the mean of the members' probabilities), so after every event the result equals
+    the ensemble's logits on the prefix. The state is the tuple of the members' states."""
+
+    def __init__(self, model, *, scan_method: str | None = None):
+        from eventssm.models.ensemble import member, n_members
+
+        self._members = []
+        for k in range(n_members(model)):
+            one = member(model, k)
+            one.eval()
+            self._members.append(Streamer(one, scan_method=scan_method))
+
+    def init_state(self, batch: int) -> tuple[StreamState, ...]:
+        return tuple(m.init_state(batch) for m in self._members)
+
+    def step(self, state, token: jax.Array, dt: jax.Array):
+        """As :meth:`Streamer.step`; logits (B, C) of the ensemble."""
+        from eventssm.models.ensemble import combine_logits
+
+        outs = [m.step(s, token, dt) for m, s in zip(self._members, state, strict=True)]
+        return tuple(o[0] for o in outs), combine_logits(jnp.stack([o[1] for o in outs]), axis=0)
+
+    def step_chunk(self, state, tokens: jax.Array, dt: jax.Array, mask: jax.Array | None = None, *,
+                   last_only: bool = False):
+        """As :meth:`Streamer.step_chunk`; logits of the ensemble."""
+        from eventssm.models.ensemble import combine_logits
+
+        outs = [m.step_chunk(s, tokens, dt, mask, last_only=last_only)
+                for m, s in zip(self._members, state, strict=True)]
+        return tuple(o[0] for o in outs), combine_logits(jnp.stack([o[1] for o in outs]), axis=0)
+
+
+def make_streamer(model, *, scan_method: str | None = None) -> Streamer | EnsembleStreamer:
+    """The compiled streamer of ``model``: :class:`Streamer` for one classifier,
+    :class:`EnsembleStreamer` for an ensemble."""
+    from eventssm.models.ensemble import n_members
+
+    if n_members(model) > 1:
+        return EnsembleStreamer(model, scan_method=scan_method)
+    return Streamer(model, scan_method=scan_method)

@@ -31,6 +31,7 @@ import numpy as np
 from flax import nnx
 
 from eventssm.models.classifier import EventClassifier
+from eventssm.models.ensemble import EnsembleClassifier, make_classifier
 from eventssm.train.spec import CheckpointError, RunSpec
 
 log = logging.getLogger(__name__)
@@ -242,7 +243,7 @@ def save_model_run(run: str | os.PathLike, model, spec: RunSpec, step: int = 0) 
 class LoadedRun:
     """A model loaded by :func:`load_run`."""
 
-    model: EventClassifier
+    model: EventClassifier | EnsembleClassifier
     spec: RunSpec
     step: int
     which: str  # "best" or "last" (what was loaded; "last" when the run has no validation)
@@ -281,7 +282,7 @@ def load_run(run: str | os.PathLike, which: str = "best") -> LoadedRun:
             other = "--last" if loaded == "best" else "an earlier run"
             raise CheckpointError(f"{ckpt.step_dir(step)}: checkpoint {why}; try {other} or train again")
         spec = RunSpec.from_dict(ckpt.read_meta(step).get("spec") or {}, where=str(ckpt.step_dir(step)))
-        model = EventClassifier(spec.model, rngs=nnx.Rngs(0))
+        model = make_classifier(spec.model, rngs=nnx.Rngs(0))
         try:
             ckpt.restore_params(step, model)
         except (ValueError, KeyError, TypeError, OSError) as exc:

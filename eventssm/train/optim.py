@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import jax
+import jax.numpy as jnp
 import optax
 from flax import nnx
 
@@ -45,13 +46,56 @@ def schedule(peak: float, cfg: TrainConfig) -> optax.Schedule:
     )
 
 
+def _member_group(path) -> object:
+    """The member group of a leaf of an ensemble's parameters: the key after ``groups``."""
+    keys = _path_key(path)
+    return keys[keys.index("groups") + 1] if "groups" in keys[:-1] else None
+
+
+def clip_by_member_norm(max_norm: float) -> optax.GradientTransformation:
+    """``optax.clip_by_global_norm`` applied to each member of an ensemble on its own.
+
+    In every member group (:class:`~eventssm.models.ensemble.EnsembleClassifier`) each leaf has
+    a leading member axis of size K; member k's updates ``g_k`` are scaled by
+    ``min(1, max_norm / ‖g_k‖)`` with ``‖g_k‖`` the norm over all of its leaves, so each member
+    is clipped exactly as if it were trained alone.
+    """
+
+    def init_fn(params):
+        del params
+        return optax.EmptyState()
+
+    def update_fn(updates, state, params=None):
+        del params
+        flat, treedef = jax.tree_util.tree_flatten_with_path(updates)
+        sq: dict = {}
+        for path, u in flat:
+            g = _member_group(path)
+            sq[g] = sq.get(g, 0.0) + jnp.sum(jnp.abs(u) ** 2, axis=tuple(range(1, u.ndim)))  # (K,)
+        scale = {}
+        for g, total in sq.items():
+            norm = jnp.sqrt(total)
+            scale[g] = jnp.where(norm > max_norm, max_norm / jnp.where(norm > 0, norm, 1.0), 1.0)
+        out = []
+        for path, u in flat:
+            c = scale[_member_group(path)]
+            out.append(u * c.reshape((-1,) + (1,) * (u.ndim - 1)).astype(u.dtype))
+        return jax.tree_util.tree_unflatten(treedef, out), state
+
+    return optax.GradientTransformation(init_fn, update_fn)
+
+
 def make_optimizer(cfg: TrainConfig, model) -> optax.GradientTransformation:
-    """AdamW (regular group, weight decay) and Adam (SSM group, ``ssm_lr``), after clipping."""
+    """AdamW (regular group, weight decay) and Adam (SSM group, ``ssm_lr``), after clipping
+    (per member for an ensemble: :func:`clip_by_member_norm`)."""
     groups = {
         "regular": optax.adamw(schedule(cfg.lr, cfg), weight_decay=cfg.weight_decay),
         "ssm": optax.adam(schedule(cfg.ssm_lr, cfg)),
     }
     tx = optax.transforms.partition(groups, param_labels(model))
     if cfg.grad_clip > 0:
-        tx = optax.chain(optax.clip_by_global_norm(cfg.grad_clip), tx)
+        from eventssm.models.ensemble import n_members
+
+        clip = clip_by_member_norm if n_members(model) > 1 else optax.clip_by_global_norm
+        tx = optax.chain(clip(cfg.grad_clip), tx)
     return tx

@@ -12,9 +12,22 @@ import jax.numpy as jnp
 import optax
 from flax import nnx
 
+from eventssm.models.ensemble import combine_logits, member_logits, n_members
+
+
+def _targets(labels, n_classes: int, label_smoothing: float = 0.0):
+    target = jax.nn.one_hot(labels, n_classes) if labels.ndim == 1 else labels
+    if label_smoothing:
+        target = optax.smooth_labels(target, label_smoothing)
+    return target
+
 
 def loss_fn(model, tokens, dt, mask, labels, label_smoothing: float = 0.0):
-    """Mean cross-entropy and logits.
+    """Training loss and logits.
+
+    For one classifier the loss is the mean cross-entropy over the batch. For an ensemble of K
+    members (:mod:`eventssm.models.ensemble`) it is ``Σ_k mean CE(z_k, y)``: each member's
+    gradient is the one it would get alone; the logits returned are the ensemble's.
 
     Args:
         tokens, dt, mask: (B, L) int32 / float32 / bool.
@@ -22,13 +35,17 @@ def loss_fn(model, tokens, dt, mask, labels, label_smoothing: float = 0.0):
     Returns:
         (loss scalar, logits (B, C)).
     """
-    logits = model(tokens, dt, mask)
-    n_classes = logits.shape[-1]
-    target = jax.nn.one_hot(labels, n_classes) if labels.ndim == 1 else labels
-    if label_smoothing:
-        target = optax.smooth_labels(target, label_smoothing)
-    loss = optax.softmax_cross_entropy(logits, target).mean()
-    return loss, logits
+    z = member_logits(model, tokens, dt, mask)  # (K, B, C)
+    target = _targets(labels, z.shape[-1], label_smoothing)
+    loss = optax.softmax_cross_entropy(z, target[None]).mean(axis=-1).sum()
+    if z.shape[0] == 1:
+        return loss, z[0]
+    return loss, combine_logits(z, axis=0)
+
+
+def _reseed(model, key) -> None:
+    """Fresh dropout keys: ``key`` itself for one classifier, ``split(key, K)`` for K members."""
+    nnx.reseed(model, dropout=key, policy="match_shape")
 
 
 def _accuracy(logits, labels):
@@ -39,11 +56,11 @@ def _accuracy(logits, labels):
 def train_step(model, optimizer: nnx.Optimizer, tokens, dt, mask, labels, rng, label_smoothing: float = 0.0):
     """One optimizer update; returns ``{"loss", "accuracy", "grad_norm"}``."""
     model.train()
-    nnx.reseed(model, dropout=rng)
+    _reseed(model, rng)
     grad_fn = nnx.value_and_grad(loss_fn, has_aux=True)
     (loss, logits), grads = grad_fn(model, tokens, dt, mask, labels, label_smoothing)
     optimizer.update(model, grads)
-    return {"loss": loss, "accuracy": _accuracy(logits, labels), "grad_norm": optax.tree.norm(grads)}
+    return {"loss": loss / n_members(model), "accuracy": _accuracy(logits, labels), "grad_norm": optax.tree.norm(grads)}
 
 
 def accumulated_step(model, optimizer: nnx.Optimizer, tokens, dt, mask, labels, rng, label_smoothing: float = 0.0):
@@ -67,7 +84,7 @@ def accumulated_step(model, optimizer: nnx.Optimizer, tokens, dt, mask, labels, 
 
         def f(p):
             mdl = nnx.merge(graphdef, p, rest, copy=True)
-            nnx.reseed(mdl, dropout=jax.random.fold_in(rng, k))
+            _reseed(mdl, jax.random.fold_in(rng, k))
             return loss_fn(mdl, t, d, m, y, label_smoothing)
 
         (loss, logits), g = jax.value_and_grad(f, has_aux=True)(params)
@@ -79,12 +96,14 @@ def accumulated_step(model, optimizer: nnx.Optimizer, tokens, dt, mask, labels, 
     total, (losses, accs) = jax.lax.scan(micro, zeros, xs)
     grads = jax.tree.map(lambda g: g / n_micro, total)
     optimizer.update(model, grads)
-    return {"loss": jnp.mean(losses), "accuracy": jnp.mean(accs), "grad_norm": optax.tree.norm(grads)}
+    return {"loss": jnp.mean(losses) / n_members(model), "accuracy": jnp.mean(accs),
+            "grad_norm": optax.tree.norm(grads)}
 
 
 def eval_step(model, tokens, dt, mask, labels):
     """Loss, correct count and predictions on one batch, dropout off."""
     model.eval()
-    loss, logits = loss_fn(model, tokens, dt, mask, labels)
+    logits = model(tokens, dt, mask)  # an ensemble's: log of its mean probabilities
+    loss = optax.softmax_cross_entropy(logits, _targets(labels, logits.shape[-1])).mean()
     pred = jnp.argmax(logits, -1)
     return {"loss": loss, "correct": jnp.sum(pred == labels), "pred": pred, "logits": logits}

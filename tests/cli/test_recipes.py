@@ -64,7 +64,7 @@ def test_every_recipe_loads_and_validates(path):
         steps = table["steps"]
     assert tcfg.steps == steps and tcfg.lr == table["lr"] and tcfg.crop_events <= max(tcfg.buckets)
     assert config.dropout == table.get("dropout", config.dropout) and config.layer == table["layer"]
-    assert config.embedding == table["embedding"]
+    assert config.embedding == table["embedding"] and config.members == table["members"]
 
 
 def test_dvs_recipes_follow_the_papers_learning_rate_rules():

@@ -366,6 +366,31 @@ def test_train_with_augmentation_and_cutmix(workspace):
     assert len(losses) == 2 and all(np.isfinite(losses))
 
 
+def test_an_ensemble_trains_evaluates_classifies_and_streams(workspace):
+    """`--embedding table+fourier` trains one table and one Fourier member; evaluate and classify
+    load the ensemble; its streamed final prediction is the whole-recording one."""
+    root, _ = workspace
+    r = CliRunner().invoke(main, ["train", str(root / "cache.h5"), "-o", str(root / "run_ens"), *TRAIN,
+                                  "--embedding", "table+fourier"])
+    assert r.exit_code == 0, r.output
+    assert "an ensemble of 2 (1 × table+fourier)" in r.output
+    model = json.loads((root / "run_ens" / "run.json").read_text())["model"]
+    assert (model["embedding"], model["members"]) == ("table+fourier", 1)
+    from eventssm.models.ensemble import EnsembleClassifier
+    from eventssm.train.checkpoint import load_run
+
+    assert isinstance(load_run(root / "run_ens").model, EnsembleClassifier)
+    ev = CliRunner().invoke(main, ["evaluate", str(root / "run_ens"), str(root / "cache.h5"), "--json",
+                                   "--batch-size", "2"])
+    assert ev.exit_code == 0, ev.output
+    assert sum(map(sum, json.loads(ev.output)["confusion"])) == 6
+    f = root / "raw" / "left" / "left_000.h5"
+    c = CliRunner().invoke(main, ["classify", str(root / "run_ens"), str(f), "--json", "--stream", "100"])
+    assert c.exit_code == 0, c.output
+    res = json.loads(c.output)
+    assert res["stream"][-1]["class"] == res["top"][0]["class"]
+
+
 def test_stream_chunk_width_is_n_unless_far_beyond_the_file():
     from eventssm.cli.classify import _MAX_CHUNK, chunk_width
 
