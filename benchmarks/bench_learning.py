@@ -14,12 +14,15 @@ take's windows through ``preprocess`` and the model's whole-sample logits (the c
 * ECE (15 equal-width bins) and NLL of the test windows before and after dividing the logits by
   the temperature ``train`` fitted on its validation split (RUN/calibration.json);
 * with ``--layers s7,s5``: the same folds with S5 layers whose state size is chosen so that the
-  parameter count matches the S7 model's as closely as the state size allows.
+  parameter count matches the S7 model's as closely as the state size allows;
+* with ``--seeds 0,1,2``: every run once per training seed, and the mean over the seeds (one
+  run of six folds says little: the seed alone moves it by up to ±0.06).
 
     python benchmarks/bench_learning.py                       # CLI defaults, S7
     python benchmarks/bench_learning.py --layers s7,s5 --json out.json
     python benchmarks/bench_learning.py --train-args "--steps 150 --augment none"
     python benchmarks/bench_learning.py --train-args "--embedding fourier" --take-order name
+    python benchmarks/bench_learning.py --seeds 0,1,2 --train-args "--members 3"
 
 Time is wall-clock for everything (cutting, preprocessing, compiling, training, testing).
 """
@@ -209,6 +212,9 @@ def main() -> None:
     ap.add_argument("--layers", default="s7", help="s7, s5 or s7,s5 (S5 at the S7 parameter count)")
     ap.add_argument("--folds", default="", help="comma-separated test takes (default: every take)")
     ap.add_argument("--json", type=Path, default=None, help="write every figure to this JSON file")
+    ap.add_argument("--seeds", default="",
+                    help="comma-separated training seeds: the folds once per seed (appended as --seed), "
+                         "and the mean over seeds (default: one run with the train args as given)")
     ap.add_argument("--take-order", choices=("class", "name"), default="class",
                     help="order of the training takes given to preprocess: class folder by class folder "
                          "(default) or by take name (same data, another sample order)")
@@ -229,8 +235,8 @@ def main() -> None:
         if unknown:
             sys.exit(f"--folds: no take named {', '.join(unknown)} (takes: {', '.join(takes)})")
         tests = [t for t in takes if not wanted or t in wanted]
+        seeds = [int(v) for v in a.seeds.split(",") if v] if a.seeds else [None]
         for layer in a.layers.split(","):
-            t_layer = time.perf_counter()
             args = list(base_args)
             if layer == "s5":
                 cli("preprocess", *[str(work / "windows" / t) for t in takes], "-o", str(work / "all.h5"),
@@ -238,19 +244,34 @@ def main() -> None:
                 args = matched_s5_args(args, work / "all.h5")
             elif layer != "s7":
                 sys.exit(f"--layers: unknown layer {layer!r}")
-            folds = []
-            for test in tests:
-                f = run_fold(work, takes, test, args, layer, prep_args, a.take_order)
-                folds.append(f)
-                take = "ok" if f["take_correct"] else f"WRONG ({f['take_pred']})"
-                print(f"  {layer} test {test:32s} {f['class']:9s} windows {f['windows']:3d}  acc "
-                      f"{f['window_accuracy']:.3f}  take {take}"
-                      f"  conf {f['mean_confidence']:.2f}  ECE {f['ece_before']:.3f}->{f['ece_after']:.3f}"
-                      f" (T={f['temperature']:.2f})  train {f['train_seconds']:.0f} s  [{f['val']}]", flush=True)
-            summary = summarize(layer, folds)
-            summary["seconds"] = time.perf_counter() - t_layer
-            print(f"   {layer}: {len(folds)} folds in {summary['seconds']:.0f} s", flush=True)
-            result["layers"][layer] = {"args": args, "folds": folds, "summary": summary}
+            per_seed = []
+            for seed in seeds:
+                t_layer = time.perf_counter()
+                tag = layer if seed is None else f"{layer} seed {seed}"
+                run_args = args if seed is None else [*args, "--seed", str(seed)]
+                folds = []
+                for test in tests:
+                    f = run_fold(work, takes, test, run_args, tag.replace(" ", "_"), prep_args, a.take_order)
+                    folds.append(f)
+                    take = "ok" if f["take_correct"] else f"WRONG ({f['take_pred']})"
+                    print(f"  {tag} test {test:32s} {f['class']:9s} windows {f['windows']:3d}  acc "
+                          f"{f['window_accuracy']:.3f}  take {take}"
+                          f"  conf {f['mean_confidence']:.2f}  ECE {f['ece_before']:.3f}->{f['ece_after']:.3f}"
+                          f" (T={f['temperature']:.2f})  train {f['train_seconds']:.0f} s  [{f['val']}]", flush=True)
+                summary = summarize(tag, folds)
+                summary["seconds"] = time.perf_counter() - t_layer
+                print(f"   {tag}: {len(folds)} folds in {summary['seconds']:.0f} s", flush=True)
+                result["layers"][tag] = {"args": run_args, "folds": folds, "summary": summary}
+                per_seed.append(summary["mean_window_accuracy"])
+            if len(per_seed) > 1:
+                # one run of six folds moves by up to ±0.06 with the seed alone (RESULTS.md): the
+                # mean over seeds is the figure to compare recipes by
+                spread = {"seeds": seeds, "mean_window_accuracy": float(np.mean(per_seed)),
+                          "min": float(np.min(per_seed)), "max": float(np.max(per_seed))}
+                result.setdefault("over_seeds", {})[layer] = spread
+                print(f"== {layer} over seeds {','.join(map(str, seeds))}: mean window accuracy "
+                      f"{spread['mean_window_accuracy']:.3f} (runs {spread['min']:.3f}-{spread['max']:.3f})",
+                      flush=True)
     result["seconds"] = time.perf_counter() - t_all
     ru = resource.getrusage(resource.RUSAGE_SELF)
     # CPU seconds of this process (all its threads): on a loaded machine the wall time says little,
