@@ -675,3 +675,51 @@ def test_cache_info_reports_sources(tmp_path, corpus):
     assert info.root == str(tmp_path / "data")
     assert [info.source_path(i) for i in range(len(files))] == [str(f) for f in files]
     assert [s.label for s in info.sources] == [1, 1, 1, 0, 0, 0]
+
+
+def _stop_the_first_heap_walk(path: Path) -> int:
+    """Damage ``path`` as the fuzz inputs that hung libhdf5 are damaged: in its first global
+    heap collection (HDF5 spec III.E: "GCOL", version, 3 reserved bytes, u64 size, then
+    objects of a 16-byte header u16 index, u16 refcount, 4 reserved, u64 size and data padded
+    to 8 bytes), give the free-space object (index 0) size 0. Returns the byte changed."""
+    import struct
+
+    data = bytearray(path.read_bytes())
+    start = data.index(b"GCOL")
+    (size,) = struct.unpack_from("<Q", data, start + 8)
+    pos = start + 16
+    while pos < start + size:
+        index, _, _, n = struct.unpack_from("<HHIQ", data, pos)
+        if index == 0:
+            struct.pack_into("<Q", data, pos + 8, 0)
+            path.write_bytes(bytes(data))
+            return pos
+        pos += 16 + n + (-n % 8)
+    raise AssertionError("no free space in the first collection")
+
+
+def _open_cache(path: str) -> str:
+    """Worker: what opening the cache says."""
+    try:
+        TokenDataset(path)
+    except DatasetError as exc:
+        return str(exc)
+    return "opened"
+
+
+def test_a_cache_with_a_damaged_heap_is_one_error_not_a_hang(corpus, tmp_path):
+    """libhdf5 loops for ever on a global heap whose free space has size 0 (the fuzz campaign's
+    hangs, tests/io/test_hdf5_heaps.py); a cache so damaged is refused before h5py opens it.
+    The open runs in a worker with a time limit, so a regression fails instead of hanging."""
+    from eventssm.isolate import run_isolated
+
+    files, _, labels = corpus
+    out = tmp_path / "c.h5"
+    build_cache(out, files, labels, settings=TokenizerSettings(), workers=1)
+    [(_, ok)] = run_isolated(_open_cache, [str(out)], workers=1, timeout=60)
+    assert ok.value == "opened"
+    where = _stop_the_first_heap_walk(out)
+    [(_, res)] = run_isolated(_open_cache, [str(out)], workers=1, timeout=60)
+    assert res.error is None, res.error  # "gave up after 60 s": the hang is back
+    assert res.value.startswith(f"{out}: damaged HDF5 file: global heap collection at byte ")
+    assert f"free space of size 0 at byte {where:,}" in res.value and "eventssm preprocess" in res.value

@@ -99,11 +99,22 @@ def read_cache_info(path: str | os.PathLike) -> CacheInfo:
     """Open a cache, check it is one this version reads, and load its metadata and index.
 
     Raises:
-        DatasetError: missing, not HDF5, not a token cache, newer format, or inconsistent.
+        DatasetError: missing, not HDF5, a damaged HDF5 file that libhdf5 would loop on
+            (:mod:`eventssm.io.hdf5_heaps`), not a token cache, newer format, or inconsistent.
     """
     path = Path(path)
     if not path.is_file():
         raise DatasetError(f"{path}: no such cache file")
+    from eventssm.io.hdf5_heaps import check_global_heaps
+
+    # a damaged global heap collection (where the string attributes live) sends libhdf5 into
+    # an endless loop that holds the GIL: refuse it before h5py opens the file
+    try:
+        damaged = check_global_heaps(path)
+    except OSError as exc:
+        raise DatasetError(f"{path}: cannot read the cache ({exc.strerror or exc})") from None
+    if damaged is not None:
+        raise DatasetError(f"{path}: damaged HDF5 file: {damaged}; make the cache again with `eventssm preprocess`")
     try:
         f = h5py.File(path, "r")
     except OSError as exc:
