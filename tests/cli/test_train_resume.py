@@ -118,3 +118,23 @@ def test_sigkill_then_sigint_then_resume_equals_an_uninterrupted_run(cache):
     assert _records(cache / "run") == _records(cache / "ref")
     for a, b in zip(_params(cache / "run"), _params(cache / "ref"), strict=True):
         np.testing.assert_array_equal(a, b)
+
+
+def test_an_ensemble_interrupted_and_resumed_equals_an_uninterrupted_run(cache):
+    """The same for an ensemble (two members of each of two embeddings): its stacked
+    parameters, optimizer state and per-member dropout keys come back from the checkpoint."""
+    ens = ("--members", "2", "--embedding", "table+fourier")
+    ref = _train(cache, "ens_ref", *ens)
+    _, err = ref.communicate(timeout=300)
+    assert ref.returncode == 0, err
+    proc = _train(cache, "ens", *ens)
+    _wait_for(cache / "ens" / "checkpoints" / "2" / "eventssm.sha256", proc)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode in (0, 130), err  # 0: the run had finished before the signal came
+    proc = _train(cache, "ens", "--resume")
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err
+    assert _records(cache / "ens") == _records(cache / "ens_ref")
+    for a, b in zip(_params(cache / "ens"), _params(cache / "ens_ref"), strict=True):
+        np.testing.assert_array_equal(a, b)
