@@ -135,6 +135,7 @@ def test_an_ensemble_interrupted_and_resumed_equals_an_uninterrupted_run(cache):
     proc = _train(cache, "ens", "--resume")
     out, err = proc.communicate(timeout=300)
     assert proc.returncode == 0, err
+    assert "resuming from step" in out
     assert _records(cache / "ens") == _records(cache / "ens_ref")
     for a, b in zip(_params(cache / "ens"), _params(cache / "ens_ref"), strict=True):
         np.testing.assert_array_equal(a, b)
