@@ -191,7 +191,7 @@ def evaluate_cmd(run: Path, caches: tuple[str, ...], batch_size: int, last: bool
         fail(f"{confusion_png}: exists; give a new file name")
     paths = expand_caches(caches)
     where = describe_paths(paths)
-    ds, loaded = _load_for_evaluation(run, paths, where, last)
+    ds, loaded, temperature = _load_for_evaluation(run, paths, where, last)
     import sys
 
     from tqdm import tqdm
@@ -203,7 +203,7 @@ def evaluate_cmd(run: Path, caches: tuple[str, ...], batch_size: int, last: bool
     with tqdm(total=len(ds), unit="sample", file=sys.stderr, leave=False,
               disable=not sys.stderr.isatty() or len(ds) < 256) as bar:
         res = evaluate(loaded.model, ds, batch_size=batch_size, buckets=loaded.spec.train.buckets,
-                       progress=bar.update)
+                       progress=bar.update, temperature=temperature)
     names = list(ds.class_names)
     res["per_class"] = dict(zip(names, _rows(per_class(res["confusion"])), strict=True))
     res["checkpoint"] = {"step": loaded.step, "which": loaded.which}
@@ -246,7 +246,7 @@ def _load_for_evaluation(run: Path, paths: list[Path], where: str, last: bool):
         check_lengths(ds.lengths, range(len(ds)), loaded.spec.train.buckets, what="", where=where)
     except (CheckpointError, PreflightError) as exc:
         fail(str(exc))
-    return ds, loaded
+    return ds, loaded, info.temperature
 
 
 def _print_evaluation(res: dict, names: list[str], loaded) -> None:
@@ -257,6 +257,11 @@ def _print_evaluation(res: dict, names: list[str], loaded) -> None:
     click.echo(f"{'':>{width}}  precision  recall     F1  support")
     for name, r in res["per_class"].items():
         click.echo(f"{name:>{width}}  {r['precision']:9.3f}  {r['recall']:6.3f}  {r['f1']:5.3f}  {r['support']:7d}")
+    if "calibration" in res:
+        cal = res["calibration"]
+        click.echo(f"calibration on these samples with the run's temperature {cal['temperature']:.3f}: "
+                   f"ECE (15 bins) {cal['ece_before']:.3f} -> {cal['ece_after']:.3f}, "
+                   f"NLL {cal['nll_before']:.4f} -> {cal['nll_after']:.4f}")
     if "recordings" in res:
         rec = res["recordings"]
         click.echo(f"accuracy by recording {rec['accuracy']:.4f} on {rec['n']} recordings "

@@ -39,8 +39,14 @@ def evaluate(
     batch_size: int = 16,
     buckets: Sequence[int] | None = None,
     progress: Callable[[int], None] | None = None,
+    temperature: float | None = None,
 ) -> dict[str, Any]:
     """Accuracy, mean loss and confusion matrix on whole samples (no crops, dropout off).
+
+    With ``temperature`` (the run's calibration, ``RUN/calibration.json``) the result also
+    says how well calibrated the probabilities are on these samples: ``"calibration":
+    {"temperature", "ece_before", "ece_after", "nll_before", "nll_after"}``, ECE with
+    :data:`~eventssm.train.calibrate.ECE_BINS` bins of ``softmax(z)`` and ``softmax(z / T)``.
 
     ``progress``, when given, is called with the number of samples of every batch done.
 
@@ -57,7 +63,7 @@ def evaluate(
     n_classes = model.config.n_classes
     confusion = np.zeros((n_classes, n_classes), np.int64)
     total_loss, n = 0.0, 0
-    rows, log_probs, true = [], [], []
+    rows, log_probs, true, logits = [], [], [], []
     for b, out in eval_batches(model, dataset, indices=indices, batch_size=batch_size, buckets=buckets):
         pred = np.asarray(out["pred"])
         np.add.at(confusion, (np.asarray(b.labels), pred), 1)
@@ -65,11 +71,21 @@ def evaluate(
         n += len(pred)
         rows.append(b.index)
         log_probs.append(np.asarray(jax.nn.log_softmax(out["logits"], -1)))
+        logits.append(np.asarray(out["logits"], np.float64))
         true.append(np.asarray(b.labels))
         if progress is not None:
             progress(len(pred))
     acc = float(np.trace(confusion) / max(n, 1))
     res = {"accuracy": acc, "loss": total_loss / max(n, 1), "n": n, "confusion": confusion.tolist()}
+    if temperature is not None and n:
+        from eventssm.train.calibrate import ece, log_softmax, nll
+
+        z, y = np.concatenate(logits), np.concatenate(true)
+        res["calibration"] = {
+            "temperature": float(temperature),
+            "ece_before": ece(np.exp(log_softmax(z)), y), "ece_after": ece(np.exp(log_softmax(z / temperature)), y),
+            "nll_before": nll(z, y), "nll_after": nll(z, y, temperature),
+        }
     sources = getattr(dataset, "source_index", None)
     if sources is not None and n:
         by_rec = recording_votes(np.asarray(sources)[np.concatenate(rows)], np.concatenate(log_probs),

@@ -134,6 +134,40 @@ def test_evaluate_counts_every_sample(workspace):
     assert res["checkpoint"] == {"step": 2, "which": "best"}
 
 
+def test_evaluate_reports_calibration_with_the_runs_temperature(workspace):
+    """evaluate's ECE and NLL before and after the run's temperature equal the same figures
+    computed here from the model's logits with numpy."""
+    from eventssm.tokenizers.dataset import TokenDataset
+    from eventssm.train.calibrate import collect_logits
+    from eventssm.train.checkpoint import load_run
+
+    root, _ = workspace
+    t = json.loads((root / "run" / "calibration.json").read_text())["temperature"]
+    r = CliRunner().invoke(main, ["evaluate", str(root / "run"), str(root / "cache.h5"), "--json",
+                                  "--batch-size", "2"])
+    assert r.exit_code == 0, r.output
+    cal = json.loads(r.output)["calibration"]
+    z, y, _ = collect_logits(load_run(root / "run").model, TokenDataset(root / "cache.h5"), batch_size=2)
+    z = np.asarray(z, np.float64)
+
+    def figures(temp):
+        lp = z / temp - np.log(np.exp(z / temp - (z / temp).max(1, keepdims=True)).sum(1, keepdims=True)) \
+            - (z / temp).max(1, keepdims=True)
+        p = np.exp(lp)
+        conf, pred = p.max(1), p.argmax(1)
+        bins = np.clip(np.ceil(conf * 15).astype(int) - 1, 0, 14)
+        e = sum(abs(np.mean(pred[bins == b] == y[bins == b]) - conf[bins == b].mean()) * np.mean(bins == b)
+                for b in range(15) if np.any(bins == b))
+        return e, -lp[np.arange(len(y)), y].mean()
+
+    assert cal["temperature"] == pytest.approx(t)
+    for (e, n), when in ((figures(1.0), "before"), (figures(t), "after")):
+        assert cal[f"ece_{when}"] == pytest.approx(e, abs=1e-6)
+        assert cal[f"nll_{when}"] == pytest.approx(n, rel=1e-5)
+    text = CliRunner().invoke(main, ["evaluate", str(root / "run"), str(root / "cache.h5"), "--batch-size", "2"])
+    assert f"calibration on these samples with the run's temperature {t:.3f}: ECE (15 bins)" in text.output
+
+
 def test_evaluate_draws_its_confusion_matrix(workspace, tmp_path):
     root, _ = workspace
     png = tmp_path / "confusion.png"
