@@ -62,6 +62,10 @@ from eventssm.io.arrays import (
 from eventssm.io.hdf5_heaps import check_global_heaps, check_vlen_descriptors
 from eventssm.io.writers import EVENTSSM_VERSION
 
+#: the ``format`` attribute of a token cache (eventssm.tokenizers.cache.format.FORMAT_NAME; the
+#: readers do not import the tokenizers): such a file is recognised and named, not read
+TOKEN_CACHE_FORMAT = "eventssm-token-cache"
+
 log = logging.getLogger(__name__)
 
 HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
@@ -171,6 +175,9 @@ def _layout(f, path: Path) -> str:
     sp = f.get("spikes")
     if isinstance(sp, h5py.Group) and "times" in sp and "units" in sp:
         return "spikes"
+    if f.attrs.get("format") == TOKEN_CACHE_FORMAT:
+        raise EventFileError(path, "a token cache made by `eventssm preprocess`, not a recording; "
+                                   "score it with `eventssm evaluate RUN CACHE`")
     keys = sorted(k if isinstance(k, str) else repr(k) for k in f.keys())  # a damaged name: bytes
     raise EventFileError(
         path, f"unknown HDF5 layout: top-level keys {keys}; expected 'events' "

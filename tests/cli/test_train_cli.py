@@ -323,6 +323,19 @@ def test_classify_bad_file_among_good_ones(workspace):
     assert r.stdout.startswith(f"{good}: ")
 
 
+def test_classify_names_a_token_cache_given_as_a_recording(workspace):
+    from eventssm.io.hdf5 import TOKEN_CACHE_FORMAT
+    from eventssm.tokenizers.cache.format import FORMAT_NAME
+
+    assert TOKEN_CACHE_FORMAT == FORMAT_NAME  # the reader's copy of the cache's format name
+    root, _ = workspace
+    r = CliRunner().invoke(main, ["classify", str(root / "run"), str(root / "cache.h5")])
+    assert r.exit_code == 1
+    assert r.stderr.strip().splitlines() == [
+        f"error: {root / 'cache.h5'}: a token cache made by `eventssm preprocess`, not a recording; "
+        "score it with `eventssm evaluate RUN CACHE`"]
+
+
 def test_train_leaves_nothing_to_train_on(tmp_path):
     """One recording per class and --val-fraction 0.9: every recording goes to validation."""
     r = CliRunner()
