@@ -101,7 +101,7 @@ def test_sigkill_then_sigint_then_resume_equals_an_uninterrupted_run(cache):
         if line.startswith("compiled in"):
             break
     proc.send_signal(signal.SIGINT)
-    out, err = proc.communicate(timeout=120)
+    _, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, err
     last = err.strip().splitlines()[-1]
     assert last.startswith("interrupted at step ") and last.endswith(f"; saved {cache / 'run'}, continue with --resume")
@@ -110,13 +110,17 @@ def test_sigkill_then_sigint_then_resume_equals_an_uninterrupted_run(cache):
     assert (cache / "run" / "checkpoints" / str(step) / "eventssm.sha256").is_file()
 
     # 3. resumed to the end
-    proc = _train(cache, "run", "--resume")
+    _resume_and_compare(cache, "run", "ref")
+
+
+def _resume_and_compare(cache: Path, run: str, ref: str) -> None:
+    """Resume ``run`` to its end; its records and parameters equal the uninterrupted ``ref``'s."""
+    proc = _train(cache, run, "--resume")
     out, err = proc.communicate(timeout=300)
     assert proc.returncode == 0, err
     assert "resuming from step" in out
-
-    assert _records(cache / "run") == _records(cache / "ref")
-    for a, b in zip(_params(cache / "run"), _params(cache / "ref"), strict=True):
+    assert _records(cache / run) == _records(cache / ref)
+    for a, b in zip(_params(cache / run), _params(cache / ref), strict=True):
         np.testing.assert_array_equal(a, b)
 
 
@@ -132,10 +136,4 @@ def test_an_ensemble_interrupted_and_resumed_equals_an_uninterrupted_run(cache):
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=120)
     assert proc.returncode in (0, 130), err  # 0: the run had finished before the signal came
-    proc = _train(cache, "ens", "--resume")
-    out, err = proc.communicate(timeout=300)
-    assert proc.returncode == 0, err
-    assert "resuming from step" in out
-    assert _records(cache / "ens") == _records(cache / "ens_ref")
-    for a, b in zip(_params(cache / "ens"), _params(cache / "ens_ref"), strict=True):
-        np.testing.assert_array_equal(a, b)
+    _resume_and_compare(cache, "ens", "ens_ref")
