@@ -78,7 +78,7 @@ def _params(run: Path) -> list[np.ndarray]:
 
 def test_sigkill_then_sigint_then_resume_equals_an_uninterrupted_run(cache):
     ref = _train(cache, "ref")
-    out, err = ref.communicate(timeout=300)
+    _, err = ref.communicate(timeout=300)
     assert ref.returncode == 0, err
 
     # 1. killed without warning once checkpoint 2 is complete (maybe while writing another one)
