@@ -4,7 +4,9 @@ A small model trained on a few takes lands, seed by seed, on different answers f
 its data leaves open (benchmarks/RESULTS.md: the same recipe gives 0.81–0.92 on unseen takes
 with seeds 0, 1, 2). Averaging the predictive distributions of K independently initialised
 members (Lakshminarayanan et al. 2017, "Simple and scalable predictive uncertainty estimation
-using deep ensembles", arXiv 1612.01474) removes much of that spread:
+using deep ensembles", arXiv 1612.01474) is the standard remedy for such spread; on the six
+real takes of the project's benchmark it did not raise the mean (RESULTS.md, fourth session),
+so it is an option, not the default:
 
     z_k = f_{θ_k}(x)                          (B, C) logits of member k = 0 … K−1
     p(c | x) = (1/K) Σ_k softmax(z_k)_c        (B, C)
@@ -15,10 +17,10 @@ gradients are clipped per member (:func:`eventssm.train.optim.clip_by_member_nor
 k's update is exactly the one it would get trained alone on those batches (AdamW is
 element-wise); they differ by their initialisation and dropout masks.
 
-The members are one :class:`EventClassifier` whose parameters carry a leading axis of size K
-(``nnx.vmap`` over the module), so one compiled program runs them all: on a CPU, where a step of
-the small model is bound by the sequential scan rather than by arithmetic, K = 2 costs far less
-than two trainings (benchmarks/RESULTS.md).
+The members of one embedding are one :class:`EventClassifier` whose parameters carry a leading
+axis of size K (``nnx.vmap`` over the module), so one compiled program runs them all; groups of
+different embeddings run one after the other. Measured on the 2-core CPU (RESULTS.md): three
+table members train in 2.2 times the time of one, a table and a Fourier member in 1.7 times.
 """
 
 from __future__ import annotations
