@@ -533,19 +533,20 @@ class EnsembleStreamer:
 
     def step(self, state, token: jax.Array, dt: jax.Array):
         """As :meth:`Streamer.step`; logits (B, C) of the ensemble."""
-        from eventssm.models.ensemble import combine_logits
-
-        outs = [m.step(s, token, dt) for m, s in zip(self._members, state, strict=True)]
-        return tuple(o[0] for o in outs), combine_logits(jnp.stack([o[1] for o in outs]), axis=0)
+        return _combined([m.step(s, token, dt) for m, s in zip(self._members, state, strict=True)])
 
     def step_chunk(self, state, tokens: jax.Array, dt: jax.Array, mask: jax.Array | None = None, *,
                    last_only: bool = False):
         """As :meth:`Streamer.step_chunk`; logits of the ensemble."""
-        from eventssm.models.ensemble import combine_logits
+        return _combined([m.step_chunk(s, tokens, dt, mask, last_only=last_only)
+                          for m, s in zip(self._members, state, strict=True)])
 
-        outs = [m.step_chunk(s, tokens, dt, mask, last_only=last_only)
-                for m, s in zip(self._members, state, strict=True)]
-        return tuple(o[0] for o in outs), combine_logits(jnp.stack([o[1] for o in outs]), axis=0)
+
+def _combined(outs: list) -> tuple:
+    """The members' ``(state, logits)`` -> ``(tuple of states, the ensemble's logits)``."""
+    from eventssm.models.ensemble import combine_logits
+
+    return tuple(o[0] for o in outs), combine_logits(jnp.stack([o[1] for o in outs]), axis=0)
 
 
 def make_streamer(model, *, scan_method: str | None = None) -> Streamer | EnsembleStreamer:

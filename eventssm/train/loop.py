@@ -6,7 +6,6 @@ import logging
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
@@ -63,33 +62,33 @@ def evaluate(
     n_classes = model.config.n_classes
     confusion = np.zeros((n_classes, n_classes), np.int64)
     total_loss, n = 0.0, 0
-    rows, log_probs, true, logits = [], [], [], []
+    rows, true, logits = [], [], []
     for b, out in eval_batches(model, dataset, indices=indices, batch_size=batch_size, buckets=buckets):
         pred = np.asarray(out["pred"])
         np.add.at(confusion, (np.asarray(b.labels), pred), 1)
         total_loss += float(out["loss"]) * len(pred)
         n += len(pred)
         rows.append(b.index)
-        log_probs.append(np.asarray(jax.nn.log_softmax(out["logits"], -1)))
         logits.append(np.asarray(out["logits"], np.float64))
         true.append(np.asarray(b.labels))
         if progress is not None:
             progress(len(pred))
     acc = float(np.trace(confusion) / max(n, 1))
     res = {"accuracy": acc, "loss": total_loss / max(n, 1), "n": n, "confusion": confusion.tolist()}
-    if temperature is not None and n:
-        from eventssm.train.calibrate import ece, log_softmax, nll
+    if not n:
+        return res
+    from eventssm.train.calibrate import ece, log_softmax, nll
 
-        z, y = np.concatenate(logits), np.concatenate(true)
+    z, y = np.concatenate(logits), np.concatenate(true)
+    if temperature is not None:
         res["calibration"] = {
             "temperature": float(temperature),
             "ece_before": ece(np.exp(log_softmax(z)), y), "ece_after": ece(np.exp(log_softmax(z / temperature)), y),
             "nll_before": nll(z, y), "nll_after": nll(z, y, temperature),
         }
     sources = getattr(dataset, "source_index", None)
-    if sources is not None and n:
-        by_rec = recording_votes(np.asarray(sources)[np.concatenate(rows)], np.concatenate(log_probs),
-                                 np.concatenate(true), n_classes)
+    if sources is not None:
+        by_rec = recording_votes(np.asarray(sources)[np.concatenate(rows)], log_softmax(z), y, n_classes)
         if by_rec is not None:
             res["recordings"] = by_rec
     return res
