@@ -37,6 +37,9 @@ from eventssm.isolate import DEFAULT_TIMEOUT
                    "different cameras may then share the cache.")
 @click.option("--flip-x", is_flag=True, help="Mirror every recording left-right (x' = W-1-x) before tokenizing.")
 @click.option("--flip-y", is_flag=True, help="Mirror every recording upside down (y' = H-1-y) before tokenizing.")
+@click.option("--denoise-us", type=click.IntRange(min=0), default=None, metavar="US",
+              help="Background-activity filter: keep an event only if a neighbouring pixel fired "
+                   "at most US microseconds before it (isolated events are sensor noise).")
 @click.option("--merge-polarity", is_flag=True, help="Ignore polarity (vocabulary halves).")
 @click.option("--time-unit", type=click.Choice(list(US_PER_UNIT)), default="ms",
               show_default=True, help="Unit of the stored inter-event times dt.")
@@ -82,7 +85,7 @@ from eventssm.isolate import DEFAULT_TIMEOUT
 def preprocess(
     inputs: tuple[Path, ...], output: Path, labels_csv: Path | None, labels_from: str | None,
     name_regex: str, no_labels: bool, classes: str | None, downsample: int | None,
-    target_size: str | None, flip_x: bool, flip_y: bool, merge_polarity: bool, time_unit: str,
+    target_size: str | None, flip_x: bool, flip_y: bool, denoise_us: int | None, merge_polarity: bool, time_unit: str,
     slice_events: int | None, overlap: int, sort_events: bool, sensor_size: str | None,
     fmt: str | None, workers: int, skip_bad: bool, overwrite: bool, append: bool,
     compression: str, file_timeout: float, dataset: str | None, split: str, shard: str | None,
@@ -111,7 +114,7 @@ def preprocess(
     settings = _settings(
         downsample=downsample or 1, target_size=target,
         merge_polarity=merge_polarity, time_unit=time_unit, slice_events=slice_events,
-        overlap=overlap, sort_events=sort_events, flip_x=flip_x, flip_y=flip_y,
+        overlap=overlap, sort_events=sort_events, flip_x=flip_x, flip_y=flip_y, denoise_us=denoise_us,
     )
     _check_output_file(output, [*inputs, *([labels_csv] if labels_csv else [])], overwrite, append,
                        file_timeout)

@@ -18,12 +18,17 @@ __all__ = ["SourceInfo", "TokenizedFile", "flip_events", "tokenize_file", "token
 
 
 def prepare_events(events: np.ndarray, settings: TokenizerSettings, sensor_size: SensorSize) -> np.ndarray:
-    """The events the slices index: mirrored by ``settings.flip_x`` / ``flip_y`` on
-    ``sensor_size``, and sorted by time when ``settings.sort_events``."""
+    """The events the slices index: sorted by time when ``settings.sort_events``, filtered by
+    the background-activity filter when ``settings.denoise_us`` is set, and mirrored by
+    ``settings.flip_x`` / ``flip_y`` on ``sensor_size``."""
     if settings.sort_events:
         from eventssm.tokenizers.functional import sort_events
 
         events = sort_events(events)
+    if settings.denoise_us is not None:
+        from eventssm.tokenizers.functional import denoise_filter
+
+        events = denoise_filter(events, sensor_size, settings.denoise_us)
     if settings.flip_x or settings.flip_y:
         events = flip_events(events, sensor_size, flip_x=settings.flip_x, flip_y=settings.flip_y)
     return events

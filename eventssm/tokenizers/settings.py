@@ -42,6 +42,10 @@ class TokenizerSettings:
             (``x' = W - 1 - x``, ``y' = H - 1 - y``; :class:`~eventssm.tokenizers.transforms.FlipX`
             / ``FlipY``), for cameras mounted mirrored or upside down. Caches written before
             these fields existed read as ``False``.
+        denoise_us: background-activity filter before slicing, or ``None``: an event is kept
+            iff one of its 8 neighbour pixels had an event at most this many µs earlier
+            (:func:`~eventssm.tokenizers.functional.denoise_filter`, on the recording's own
+            sensor, before mirroring and rescaling). Caches written before it read as ``None``.
 
     With ``target_size`` every recording is rescaled from its own sensor size, so one cache
     can hold recordings of several cameras (:func:`write_cache`).
@@ -56,6 +60,7 @@ class TokenizerSettings:
     sort_events: bool = False
     flip_x: bool = False
     flip_y: bool = False
+    denoise_us: int | None = None
 
     def __post_init__(self) -> None:
         if isinstance(self.downsample, bool) or int(self.downsample) != self.downsample:
@@ -87,6 +92,10 @@ class TokenizerSettings:
         object.__setattr__(self, "flip_x", bool(self.flip_x))
         object.__setattr__(self, "flip_y", bool(self.flip_y))
         object.__setattr__(self, "overlap", int(self.overlap))
+        if self.denoise_us is not None:
+            if isinstance(self.denoise_us, bool) or int(self.denoise_us) != self.denoise_us or self.denoise_us < 0:
+                raise ValueError(f"denoise_us must be an integer >= 0, got {self.denoise_us!r}")
+            object.__setattr__(self, "denoise_us", int(self.denoise_us))
         if self.slice_events is not None:
             object.__setattr__(self, "slice_events", int(self.slice_events))
 
@@ -117,7 +126,8 @@ class TokenizerSettings:
 
     #: Fields that change the tokens of a recording (slicing only picks samples, and
     #: ``sort_events`` only decides whether an unsorted recording is an error).
-    TOKEN_FIELDS = ("downsample", "target_size", "merge_polarity", "time_unit", "flip_x", "flip_y")
+    TOKEN_FIELDS = ("downsample", "target_size", "merge_polarity", "time_unit", "flip_x", "flip_y",
+                    "denoise_us")
 
     def same_tokens(self, other: TokenizerSettings) -> bool:
         """Whether ``other`` turns a recording into the same tokens and ``dt``."""
