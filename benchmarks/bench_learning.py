@@ -16,7 +16,16 @@ take's windows through ``preprocess`` and the model's whole-sample logits (the c
 * with ``--layers s7,s5``: the same folds with S5 layers whose state size is chosen so that the
   parameter count matches the S7 model's as closely as the state size allows;
 * with ``--seeds 0,1,2``: every run once per training seed, and the mean over the seeds (one
-  run of six folds says little: the seed alone moves it by up to ±0.08).
+  run of six folds says little: the seed alone moves it by up to ±0.08);
+* the windows with and without activity: a window "holds activity" when at least
+  ``ACTIVE_MIN`` of its events pass the background-activity filter of ``preprocess
+  --denoise-us 10000`` (a neighbouring pixel fired within 10 ms: the person or the clamp moves;
+  sensor noise alone passes 0-16 times a second in these takes). Reported: the accuracy on the
+  windows with activity, how many of the others were right, and the *ceiling at chance*: the
+  mean window accuracy of a model right on every window with activity and at chance (1 / classes)
+  on the others. A window without activity shows nothing of its class; it is right only by
+  chance or by a trait of the take its class shares in training (here only the standing takes
+  begin and end with a still scene).
 
     python benchmarks/bench_learning.py                       # CLI defaults, S7
     python benchmarks/bench_learning.py --layers s7,s5 --json out.json
@@ -41,17 +50,21 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
+ACTIVE_MIN = 64  # correlated events (10 ms background-activity filter) for a window to hold activity
+ACTIVE_WINDOW_US = 10_000
 DEFAULT_DATA = ROOT.parent / "shared" / "data" / "activities"
 
 
-def cut_takes(data: Path, out: Path, window_us: int = 1_000_000) -> dict[str, tuple[str, int]]:
+def cut_takes(data: Path, out: Path, window_us: int = 1_000_000) -> dict[str, tuple[str, int, list[int]]]:
     """Write every take of ``data/<class>/*`` as 1-s window files ``out/<take>/<class>/<take>_<k>.npz``.
 
     Only whole windows are kept (a take's last, shorter window is dropped). Returns
-    ``{take: (class, n_windows)}``.
+    ``{take: (class, n_windows, activity)}``, ``activity[k]``: events of window ``k`` that pass
+    the ``ACTIVE_WINDOW_US`` background-activity filter (on the window alone).
     """
     from eventssm.events import Recording
     from eventssm.io import read_events, write_events
+    from eventssm.tokenizers.functional import denoise_filter
 
     takes = {}
     for path in sorted(p for p in data.glob("*/*") if p.suffix.lower() in (".aedat", ".aedat2", ".dat")):
@@ -62,13 +75,14 @@ def cut_takes(data: Path, out: Path, window_us: int = 1_000_000) -> dict[str, tu
         edges = np.searchsorted(t, t[0] + window_us * np.arange(n_win + 1))
         folder = out / take / cls
         folder.mkdir(parents=True)
-        kept = 0
+        kept, activity = 0, []
         for k in range(n_win):
             ev = rec.events[edges[k] : edges[k + 1]]
             if len(ev):
                 write_events(folder / f"{take}_{k:03d}.npz", Recording(ev, rec.sensor_size, {}), compression=None)
+                activity.append(len(denoise_filter(ev, rec.sensor_size, ACTIVE_WINDOW_US)))
                 kept += 1
-        takes[take] = (cls, kept)
+        takes[take] = (cls, kept, activity)
     if len(takes) < 2:
         raise SystemExit(f"{data}: need at least two takes (<class>/<file>.aedat)")
     return takes
@@ -171,7 +185,9 @@ def run_fold(work: Path, takes: dict, test: str, train_args: list[str], tag: str
     pred = lp.argmax(1)
     take_pred = int(np.argmax(lp.mean(0)))
     val_line = next((ln for ln in log.splitlines() if ln.startswith("best validation accuracy ")), "")
-    return {
+    active = np.asarray(takes[test][2]) >= ACTIVE_MIN  # window k is the cache's k-th sample
+    right = pred[order] == true
+    return {**activity_figures(active, right, len(names)),
         "test_take": test, "class": takes[test][0], "windows": len(labels),
         "window_accuracy": float(np.mean(pred == true)),
         "take_correct": take_pred == true, "take_pred": names[take_pred],
@@ -182,7 +198,33 @@ def run_fold(work: Path, takes: dict, test: str, train_args: list[str], tag: str
         # per window (in the cache's order): events in it, predicted class
         "window_events": [int(n) for n in n_events[order]],
         "window_pred": [names[int(k)] for k in pred[order]],
+        "window_activity": [int(v) for v in takes[test][2]],
     }
+
+
+def activity_figures(active: np.ndarray, right: np.ndarray, n_classes: int) -> dict:
+    """The figures of one fold's windows split by activity (``active``, ``right``: (K,) bool)."""
+    return {
+        "active_windows": int(active.sum()),
+        "active_accuracy": float(right[active].mean()) if active.any() else None,
+        "inactive_right": int(right[~active].sum()),
+        "ceiling_at_chance": float((active.sum() + (~active).sum() / n_classes) / len(active)),
+    }
+
+
+def rescore(path: Path, takes: dict) -> None:
+    """Print the activity figures of the runs stored in an older ``--json`` file, from the
+    per-window predictions it holds (runs made before these figures existed)."""
+    old = json.loads(path.read_text())
+    n_classes = len({c for c, *_ in takes.values()})
+    for tag, run in old["layers"].items():
+        folds = []
+        for f in run["folds"]:
+            active = np.asarray(takes[f["test_take"]][2]) >= ACTIVE_MIN
+            right = np.asarray(f["window_pred"]) == f["class"]
+            folds.append({**f, **activity_figures(active, right, n_classes)})
+        print(f"{path.name}: {tag} ({' '.join(run['args']) or 'defaults'})", flush=True)
+        summarize(tag, folds)
 
 
 def summarize(tag: str, folds: list[dict]) -> dict:
@@ -196,11 +238,19 @@ def summarize(tag: str, folds: list[dict]) -> dict:
         "ece_after": float(np.mean([f["ece_after"] for f in folds])),
         "nll_before": float(np.mean([f["nll_before"] for f in folds])),
         "nll_after": float(np.mean([f["nll_after"] for f in folds])),
+        "active_window_accuracy": float(np.mean([f["active_accuracy"] for f in folds
+                                                 if f["active_accuracy"] is not None])),
+        "inactive_windows": int(sum(f["windows"] - f["active_windows"] for f in folds)),
+        "inactive_right": int(sum(f["inactive_right"] for f in folds)),
+        "ceiling_at_chance": float(np.mean([f["ceiling_at_chance"] for f in folds])),
     }
     print(f"== {tag}: mean window accuracy {out['mean_window_accuracy']:.3f} (pooled "
           f"{out['pooled_window_accuracy']:.3f}), take accuracy {out['take_accuracy']:.3f}, "
           f"ECE {out['ece_before']:.3f} -> {out['ece_after']:.3f}, NLL {out['nll_before']:.3f} -> "
           f"{out['nll_after']:.3f}", flush=True)
+    print(f"   {tag}: windows with activity {out['active_window_accuracy']:.3f} (mean over folds); "
+          f"without activity {out['inactive_right']} of {out['inactive_windows']} right; a model right on "
+          f"every window with activity and at chance on the others: {out['ceiling_at_chance']:.3f}", flush=True)
     return out
 
 
@@ -215,6 +265,9 @@ def main() -> None:
     ap.add_argument("--seeds", default="",
                     help="comma-separated training seeds: the folds once per seed (appended as --seed), "
                          "and the mean over seeds (default: one run with the train args as given)")
+    ap.add_argument("--rescore", type=Path, nargs="+", default=None, metavar="JSON",
+                    help="instead of training: the activity figures of the runs stored in older --json "
+                         "files, from their per-window predictions")
     ap.add_argument("--take-order", choices=("class", "name"), default="class",
                     help="order of the training takes given to preprocess: class folder by class folder "
                          "(default) or by take name (same data, another sample order)")
@@ -229,7 +282,12 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="bench_learning_") as tmp:
         work = Path(tmp)
         takes = cut_takes(a.data, work / "windows")
-        print("takes: " + ", ".join(f"{t} ({c}, {n} windows)" for t, (c, n) in takes.items()), flush=True)
+        if a.rescore:
+            for path in a.rescore:
+                rescore(path, takes)
+            return
+        print("takes: " + ", ".join(f"{t} ({c}, {n} windows, {sum(v >= ACTIVE_MIN for v in act)} with activity)"
+                                    for t, (c, n, act) in takes.items()), flush=True)
         wanted = [f for f in a.folds.split(",") if f]
         unknown = sorted(set(wanted) - set(takes))
         if unknown:
@@ -255,7 +313,8 @@ def main() -> None:
                     folds.append(f)
                     take = "ok" if f["take_correct"] else f"WRONG ({f['take_pred']})"
                     print(f"  {tag} test {test:32s} {f['class']:9s} windows {f['windows']:3d}  acc "
-                          f"{f['window_accuracy']:.3f}  take {take}"
+                          f"{f['window_accuracy']:.3f} ({f['active_accuracy'] or 0:.3f} of {f['active_windows']} "
+                          f"with activity)  take {take}"
                           f"  conf {f['mean_confidence']:.2f}  ECE {f['ece_before']:.3f}->{f['ece_after']:.3f}"
                           f" (T={f['temperature']:.2f})  train {f['train_seconds']:.0f} s  [{f['val']}]", flush=True)
                 summary = summarize(tag, folds)
