@@ -168,14 +168,18 @@ def _prepare(caches: list[Path], where: str, out: Path, *, resume: bool, given: 
         if resume:
             spec = _resumed_spec(out, given)
             spec.check_compatible(ds, where=where, run=str(out))
-            tr, va = _split(ds, spec.train.val_fraction, spec.train.seed)
+            tr, va, groups = _split(ds, spec.train.val_fraction, spec.train.seed, spec.train.val_group)
         else:
-            tr, va = _split(ds, train_args["val_fraction"], train_args["seed"])
+            tr, va, groups = _split(ds, train_args["val_fraction"], train_args["seed"], train_args["val_group"])
             spec = _new_spec(ds, where, model_args, resolve_steps(train_args, epochs, len(tr)))
         tcfg = spec.train
         if len(tr) == 0:
             fail(f"{where}: --val-fraction {tcfg.val_fraction:g} leaves no recording for training")
         notes = check_classes(ds.labels, tr, ds.class_names, where=where)
+        if tcfg.val_group is not None:
+            held = len(np.unique(groups[ds.source_index[va]]))
+            notes.append(f"--val-group {tcfg.val_group!r}: {len(np.unique(groups))} takes, {held} held out whole "
+                         "for validation")
         if tcfg.crop_events > max(tcfg.buckets):
             raise PreflightError(f"--crop-events {tcfg.crop_events} is above the largest padded length "
                                  f"{max(tcfg.buckets)}")
@@ -187,11 +191,19 @@ def _prepare(caches: list[Path], where: str, out: Path, *, resume: bool, given: 
     return _Setup(ds, spec, tr, va, notes, int(mesh.devices.size), mesh.devices.flat[0].platform)
 
 
-def _split(ds, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """The train/validation split by recording of a run with this ``val_fraction`` and ``seed``."""
-    from eventssm.train.data import split_by_source
+def _split(ds, val_fraction: float, seed: int, val_group: str | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The train/validation split by recording (or by ``val_group``'s takes) of a run with
+    this ``val_fraction`` and ``seed``: ``(train, val, group of each recording)``."""
+    import re
 
-    return split_by_source(ds.labels, ds.source_index, val_fraction, np.random.default_rng(seed))
+    from eventssm.train.data import source_groups, split_by_source
+
+    try:
+        groups = source_groups([s.path for s in ds.sources], val_group)
+    except re.error as exc:
+        raise ValueError(f"--val-group {val_group!r} is not a regular expression: {exc}") from None
+    tr, va = split_by_source(ds.labels, ds.source_index, val_fraction, np.random.default_rng(seed), groups)
+    return tr, va, groups
 
 
 def _resumed_spec(out: Path, given: list[str]):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -45,6 +46,9 @@ class TrainConfig:
             update equals one on a ``accumulate × batch_size`` batch).
         val_fraction: share of each class's recordings held out for validation (the split
             is a function of ``seed``).
+        val_group: regular expression that groups recordings into takes held out together
+            (:func:`~eventssm.train.data.source_groups` on the paths the cache stores), or
+            None: every recording is its own group.
         patience: stop after this many validations without a better one (0: never).
         checkpoint_every: save every N steps; 0 chooses by time so that saving costs < 2 %
             of the training time (:func:`eventssm.train.fit.fit`).
@@ -69,6 +73,7 @@ class TrainConfig:
     buckets: tuple[int, ...] = (256, 512, 1024, 2048, 4096, 8192, 16384, 32768, 65536, 131072)
     accumulate: int = 1
     val_fraction: float = 0.2
+    val_group: str | None = None
     patience: int = 0
     checkpoint_every: int = 0
     keep: int = 2
@@ -94,6 +99,11 @@ class TrainConfig:
             raise ValueError("patience, checkpoint_every and eval_every must be >= 0")
         if not 0.0 <= self.val_fraction < 1.0:
             raise ValueError(f"val_fraction must be in [0, 1), got {self.val_fraction}")
+        if self.val_group is not None:
+            try:
+                re.compile(self.val_group)
+            except re.error as exc:
+                raise ValueError(f"val_group {self.val_group!r} is not a regular expression: {exc}") from None
         if self.sampling not in SAMPLING:
             raise ValueError(f"sampling must be one of {', '.join(SAMPLING)}, got {self.sampling!r}")
         object.__setattr__(self, "buckets", tuple(sorted(int(b) for b in self.buckets)))

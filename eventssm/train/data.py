@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import re
 from collections.abc import Iterator, Sequence
 
 import numpy as np
@@ -109,26 +110,50 @@ def balanced_weights(labels: np.ndarray) -> np.ndarray:
 
 
 def split_by_source(
-    labels: np.ndarray, source_index: np.ndarray, val_fraction: float, rng: np.random.Generator
+    labels: np.ndarray, source_index: np.ndarray, val_fraction: float, rng: np.random.Generator,
+    source_group: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Stratified train/validation split that keeps all slices of one recording together.
+    """Stratified train/validation split that keeps all slices of one recording together
+    (or, with ``source_group``, all recordings of one group: the takes a user cut into clips).
 
     Args:
         labels: (K,) class id of each sample.
         source_index: (K,) recording each sample was cut from.
-        val_fraction: share of each class's recordings held out (at least one recording per
+        val_fraction: share of each class's recordings (groups) held out (at least one per
             class when the class has two or more, none when 0).
+        source_group: (S,) group id of each recording (:func:`source_groups`), or None: every
+            recording is its own group. A group chosen for one class is held out whole.
     Returns:
         (train_indices, val_indices) sorted sample indices.
     """
     labels = np.asarray(labels)
     source_index = np.asarray(source_index)
-    val_sources = []
+    unit = source_index if source_group is None else np.asarray(source_group)[source_index]
+    val_units = []
     for c in np.unique(labels):
-        srcs = np.unique(source_index[labels == c])
-        n_val = round(val_fraction * len(srcs))
-        if val_fraction > 0 and len(srcs) >= 2:
-            n_val = min(max(n_val, 1), len(srcs) - 1)
-        val_sources.extend(rng.permutation(srcs)[:n_val].tolist())
-    is_val = np.isin(source_index, np.asarray(val_sources, dtype=source_index.dtype))
+        units = np.unique(unit[labels == c])
+        n_val = round(val_fraction * len(units))
+        if val_fraction > 0 and len(units) >= 2:
+            n_val = min(max(n_val, 1), len(units) - 1)
+        val_units.extend(rng.permutation(units)[:n_val].tolist())
+    is_val = np.isin(unit, np.asarray(val_units, dtype=unit.dtype))
     return np.flatnonzero(~is_val), np.flatnonzero(is_val)
+
+
+def source_groups(paths: Sequence[str], pattern: str | None) -> np.ndarray:
+    """(S,) int64 group id of each recording path: recordings whose ``re.search(pattern, path)``
+    gives the same key share a group. The key is the first capture group when the pattern has
+    one, else the matched text; a path the pattern does not match is a group of its own.
+    ``pattern=None``: every recording is its own group. Ids number the keys in order of first
+    appearance."""
+    paths = [str(p).replace("\\", "/") for p in paths]
+    if pattern is None:
+        return np.arange(len(paths), dtype=np.int64)
+    rx = re.compile(pattern)
+    ids: dict[tuple[bool, str], int] = {}
+    out = np.empty(len(paths), dtype=np.int64)
+    for s, path in enumerate(paths):
+        m = rx.search(path)
+        key = (False, path) if m is None else (True, m.group(1) if rx.groups else m.group(0))
+        out[s] = ids.setdefault(key, len(ids))
+    return out

@@ -302,12 +302,13 @@ def test_classify_a_recording_longer_than_the_largest_bucket(workspace, tmp_path
     ["train", "{root}/cache.h5", "-o", "{root}/raw"],  # an existing folder that is not a checkpoint
     ["train", "{root}/cache.h5", "-o", "{root}/cache.h5/run2"],  # under a regular file
     ["train", "{root}/cache.h5", "-o", "{root}/cache.h5"],  # a regular file
+    ["train", "{root}/cache.h5", "-o", "{root}/run2", "--val-group", "(left"],  # not a regular expression
 ])
 def test_bad_input_is_one_line_and_nonzero(workspace, args):
     root, _ = workspace
     r = CliRunner().invoke(main, [a.format(root=root) for a in args])
     line = assert_one_error(r)
-    assert str(root) in line or "huge" in line or "d_state 7" in line
+    assert str(root) in line or "huge" in line or "d_state 7" in line or "'(left' is not a regular" in line
     assert not (root / "run2").exists()
     assert (root / "raw" / "left" / "left_000.h5").is_file() and (root / "cache.h5").is_file()
 
@@ -334,6 +335,32 @@ def test_classify_names_a_token_cache_given_as_a_recording(workspace):
     assert r.stderr.strip().splitlines() == [
         f"error: {root / 'cache.h5'}: a token cache made by `eventssm preprocess`, not a recording; "
         "score it with `eventssm evaluate RUN CACHE`"]
+
+
+def test_train_holds_out_whole_takes_with_val_group(workspace, tmp_path):
+    """--val-group '(left|right)_00[01]': left_000 and left_001 are one take, left_002 another
+    (unmatched: alone); one take per class goes to validation, with all its recordings."""
+    from eventssm.tokenizers.dataset import TokenDataset
+
+    root, _ = workspace
+    pattern = r"(left|right)_00[01]"
+    for seed in (0, 1):
+        r = CliRunner().invoke(main, ["train", str(root / "cache.h5"), "-o", str(tmp_path / f"run{seed}"), *TRAIN,
+                                      "--val-group", pattern, "--seed", str(seed)])
+        assert r.exit_code == 0, r.output
+        assert f"note: --val-group '{pattern}': 4 takes, 2 held out whole for validation" in r.output
+        spec = json.loads((tmp_path / f"run{seed}" / "run.json").read_text())
+        assert spec["train"]["val_group"] == pattern
+        names = {s.path.split("/")[-1] for s in TokenDataset(root / "cache.h5").sources}
+        assert names == {f"{c}_00{k}.h5" for c in ("left", "right") for k in range(3)}
+        # validation is one take of each class: 2 clips (left_000 + left_001) or 1 (left_002)
+        n_val = int(r.output.split(" / val ")[1].split(";")[0])
+        assert n_val in (2, 3, 4) and f"train {6 - n_val} / val {n_val}" in r.output
+    # the split is stored: --resume continues with the same one
+    r = CliRunner().invoke(main, ["train", str(root / "cache.h5"), "-o", str(tmp_path / "run0"), "--resume",
+                                  "--steps", "3"])
+    assert r.exit_code == 0, r.output
+    assert "4 takes, 2 held out whole" in r.output
 
 
 def test_train_leaves_nothing_to_train_on(tmp_path):

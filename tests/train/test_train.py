@@ -9,7 +9,7 @@ from flax import nnx
 from eventssm.models.classifier import EventClassifier
 from eventssm.models.presets import get_preset
 from eventssm.train import TrainConfig, batches, evaluate, fit, make_optimizer, param_labels
-from eventssm.train.data import split_by_source
+from eventssm.train.data import source_groups, split_by_source
 
 
 def _model(layer="s5", **kw):
@@ -93,6 +93,35 @@ def test_split_by_source_keeps_recordings_together_and_stratifies():
         assert len(set(source[va][labels[va] == c])) == 1
     tr0, va0 = split_by_source(labels, source, 0.0, np.random.default_rng(0))
     assert len(va0) == 0 and len(tr0) == 36
+
+
+def test_source_groups_by_hand():
+    paths = ["walking/neal_walking_003.npz", "walking/neal_walking_001.npz", "walking/alex_walking_000.npz",
+             "standing/neal_standing_000.npz", "notes.txt"]
+    assert source_groups(paths, None).tolist() == [0, 1, 2, 3, 4]  # every recording on its own
+    # first group: the take; a path without a match stays alone
+    assert source_groups(paths, r"(.+)_\d+").tolist() == [0, 0, 1, 2, 3]
+    # no group: the whole match; "neal" names one group across the two classes' folders
+    assert source_groups(paths, r"neal|alex").tolist() == [0, 0, 1, 0, 2]
+    assert source_groups(["a\\t_1.npz", "a/t_2.npz"], r"(.+)_\d").tolist() == [0, 0]  # either separator
+
+
+def test_split_by_group_holds_out_whole_takes():
+    # 3 classes x 3 takes x 2 clips (recordings) x 2 slices: 36 samples, 18 recordings, 9 takes
+    labels = np.repeat([0, 1, 2], 12)
+    source = np.repeat(np.arange(18), 2)
+    take = np.repeat(np.arange(9), 2)  # recording -> take
+    for seed in range(5):
+        tr, va = split_by_source(labels, source, 0.34, np.random.default_rng(seed), take)
+        assert sorted(np.concatenate([tr, va]).tolist()) == list(range(36))
+        held, kept = set(take[source[va]]), set(take[source[tr]])
+        assert not held & kept
+        for c in range(3):  # one of each class's three takes, both its clips
+            assert len(set(take[source[va]][labels[va] == c])) == 1 and (labels[va] == c).sum() == 4
+    # recording ids as groups give the plain split exactly
+    plain = split_by_source(labels, source, 0.34, np.random.default_rng(3))
+    same = split_by_source(labels, source, 0.34, np.random.default_rng(3), np.arange(18))
+    assert all(np.array_equal(a, b) for a, b in zip(plain, same))
 
 
 def test_batches_crop_pad_and_cover_every_sample_once():
