@@ -178,7 +178,7 @@ def _prepare(caches: list[Path], where: str, out: Path, *, resume: bool, given: 
         notes = check_classes(ds.labels, tr, ds.class_names, where=where)
         if tcfg.val_group is not None:
             held = len(np.unique(groups[ds.source_index[va]]))
-            notes.append(f"--val-group {tcfg.val_group!r}: {len(np.unique(groups))} takes, {held} held out whole "
+            notes.append(f"--val-group '{tcfg.val_group}': {len(np.unique(groups))} takes, {held} held out whole "
                          "for validation")
         if tcfg.crop_events > max(tcfg.buckets):
             raise PreflightError(f"--crop-events {tcfg.crop_events} is above the largest padded length "
