@@ -77,10 +77,11 @@ _POSITIVE = click.IntRange(min=1)
 @click.option("--ssm-lr", type=FiniteFloatRange(min=0, min_open=True), default=1e-3, show_default=True)
 @click.option("--val-fraction", type=FiniteFloatRange(0, 1, max_open=True), default=0.2, show_default=True,
               help="Share of each class's recordings held out for validation (0 <= f < 1).")
-@click.option("--val-group", default=None, metavar="REGEX",
-              help="Hold out whole takes: recordings whose paths give the same match of REGEX (its "
-                   "first group, else the whole match) go to the same side, e.g. '(.+)_\\d+' for "
-                   "clips walk_000.npz, walk_001.npz, ... cut from one take.")
+@click.option("--val-group", default="auto", show_default=True, metavar="auto|none|REGEX",
+              help="Which recordings are one take, held out whole for validation: auto = files named alike "
+                   "up to a trailing number (clips walk_000.npz, walk_001.npz, ... of one take) when some "
+                   "class then has several takes; none = every recording on its own; or a REGEX whose "
+                   "match (its first group, else the whole match) names the take.")
 @click.option("--eval-every", type=click.IntRange(min=0), default=0, show_default=True,
               help="Validate every N steps (0: only at the end); each validation saves a checkpoint.")
 @click.option("--patience", type=click.IntRange(min=0), default=0, show_default=True,

@@ -176,10 +176,13 @@ def _prepare(caches: list[Path], where: str, out: Path, *, resume: bool, given: 
         if len(tr) == 0:
             fail(f"{where}: --val-fraction {tcfg.val_fraction:g} leaves no recording for training")
         notes = check_classes(ds.labels, tr, ds.class_names, where=where)
-        if tcfg.val_group is not None:
+        n_takes = len(np.unique(groups))
+        if n_takes < len(groups):  # some recordings are one take
             held = len(np.unique(groups[ds.source_index[va]]))
-            notes.append(f"--val-group '{tcfg.val_group}': {len(np.unique(groups))} takes, {held} held out whole "
-                         "for validation")
+            how = ("recordings named alike up to a trailing number" if tcfg.val_group == "auto"
+                   else f"--val-group '{tcfg.val_group}'")
+            notes.append(f"validation holds out whole takes ({how}): {n_takes} takes, {held} held out; "
+                         "--val-group none splits by recording")
         if tcfg.crop_events > max(tcfg.buckets):
             raise PreflightError(f"--crop-events {tcfg.crop_events} is above the largest padded length "
                                  f"{max(tcfg.buckets)}")
@@ -196,10 +199,10 @@ def _split(ds, val_fraction: float, seed: int, val_group: str | None) -> tuple[n
     this ``val_fraction`` and ``seed``: ``(train, val, group of each recording)``."""
     import re
 
-    from eventssm.train.data import source_groups, split_by_source
+    from eventssm.train.data import split_by_source, validation_groups
 
     try:
-        groups = source_groups([s.path for s in ds.sources], val_group)
+        groups = validation_groups([s.path for s in ds.sources], np.array([s.label for s in ds.sources]), val_group)
     except re.error as exc:
         raise ValueError(f"--val-group {val_group!r} is not a regular expression: {exc}") from None
     tr, va = split_by_source(ds.labels, ds.source_index, val_fraction, np.random.default_rng(seed), groups)

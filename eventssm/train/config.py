@@ -46,9 +46,11 @@ class TrainConfig:
             update equals one on a ``accumulate × batch_size`` batch).
         val_fraction: share of each class's recordings held out for validation (the split
             is a function of ``seed``).
-        val_group: regular expression that groups recordings into takes held out together
-            (:func:`~eventssm.train.data.source_groups` on the paths the cache stores), or
-            None: every recording is its own group.
+        val_group: which recordings are one take, held out together
+            (:func:`~eventssm.train.data.validation_groups` on the paths the cache stores):
+            "auto" (recordings named alike up to a trailing number, when some class then has
+            several takes), a regular expression, or "none" / None (every recording on its own;
+            runs saved before this field read as None).
         patience: stop after this many validations without a better one (0: never).
         checkpoint_every: save every N steps; 0 chooses by time so that saving costs < 2 %
             of the training time (:func:`eventssm.train.fit.fit`).
@@ -73,7 +75,7 @@ class TrainConfig:
     buckets: tuple[int, ...] = (256, 512, 1024, 2048, 4096, 8192, 16384, 32768, 65536, 131072)
     accumulate: int = 1
     val_fraction: float = 0.2
-    val_group: str | None = None
+    val_group: str | None = "auto"
     patience: int = 0
     checkpoint_every: int = 0
     keep: int = 2
@@ -99,7 +101,7 @@ class TrainConfig:
             raise ValueError("patience, checkpoint_every and eval_every must be >= 0")
         if not 0.0 <= self.val_fraction < 1.0:
             raise ValueError(f"val_fraction must be in [0, 1), got {self.val_fraction}")
-        if self.val_group is not None:
+        if self.val_group not in (None, "auto", "none"):
             try:
                 re.compile(self.val_group)
             except re.error as exc:
@@ -123,4 +125,5 @@ class TrainConfig:
             raise ValueError(f"unknown TrainConfig fields: {sorted(unknown)}")
         if "buckets" in d:
             d["buckets"] = tuple(d["buckets"])
+        d.setdefault("val_group", None)  # saved before the field: the split by recording
         return cls(**d)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import posixpath
 import re
 from collections.abc import Iterator, Sequence
 
@@ -140,20 +141,65 @@ def split_by_source(
     return np.flatnonzero(~is_val), np.flatnonzero(is_val)
 
 
+#: ``val_group`` values that are not regular expressions.
+VAL_GROUP_AUTO, VAL_GROUP_NONE = "auto", "none"
+
+# a file name that ends in a number: the take is the rest (``walk_003.npz`` -> ``walk`` + ``.npz``);
+# the part before the number must hold a character that is neither a digit nor a separator
+_TRAILING_NUMBER = re.compile(r"^(?P<stem>.*?[^\d/])[_\-. ]?\d+$")
+
+
+def take_key(path: str) -> str | None:
+    """The take a clip's path names: the path without the number its file name ends in
+    (``walking/neal_3.npz`` -> ``walking/neal.npz``), or None when the name does not end in a
+    number or is a number only (``0/00002.bin``)."""
+    root, ext = posixpath.splitext(str(path))
+    m = _TRAILING_NUMBER.match(root)
+    return None if m is None else m.group("stem") + ext
+
+
 def source_groups(paths: Sequence[str], pattern: str | None) -> np.ndarray:
-    """(S,) int64 group id of each recording path: recordings whose ``re.search(pattern, path)``
-    gives the same key share a group. The key is the first capture group when the pattern has
-    one, else the matched text; a path the pattern does not match is a group of its own.
-    ``pattern=None``: every recording is its own group. Ids number the keys in order of first
-    appearance."""
+    """(S,) int64 group id of each recording path.
+
+    ``pattern`` a regular expression: recordings whose ``re.search(pattern, path)`` gives the
+    same key share a group; the key is the first capture group when the pattern has one, else
+    the matched text; a path the pattern does not match is a group of its own.
+    ``"auto"``: recordings with the same :func:`take_key` share a group (clips ``walk_000.npz``,
+    ``walk_001.npz`` of one take); a path without one is a group of its own.
+    ``None`` or ``"none"``: every recording is its own group.
+    Ids number the keys in order of first appearance; ``\\`` in paths counts as ``/``.
+    """
     paths = [str(p).replace("\\", "/") for p in paths]
-    if pattern is None:
+    if pattern is None or pattern == VAL_GROUP_NONE:
         return np.arange(len(paths), dtype=np.int64)
-    rx = re.compile(pattern)
+    if pattern == VAL_GROUP_AUTO:
+        keys = [(k is not None, path if k is None else k) for path, k in ((p, take_key(p)) for p in paths)]
+    else:
+        rx = re.compile(pattern)
+        keys = []
+        for path in paths:
+            m = rx.search(path)
+            keys.append((False, path) if m is None else (True, m.group(1) if rx.groups else m.group(0)))
     ids: dict[tuple[bool, str], int] = {}
-    out = np.empty(len(paths), dtype=np.int64)
-    for s, path in enumerate(paths):
-        m = rx.search(path)
-        key = (False, path) if m is None else (True, m.group(1) if rx.groups else m.group(0))
-        out[s] = ids.setdefault(key, len(ids))
-    return out
+    return np.array([ids.setdefault(k, len(ids)) for k in keys], dtype=np.int64)
+
+
+def validation_groups(paths: Sequence[str], source_labels: np.ndarray, val_group: str | None) -> np.ndarray:
+    """The groups :func:`split_by_source` holds out whole, for ``TrainConfig.val_group``.
+
+    As :func:`source_groups`, except that ``"auto"`` falls back to one group per recording when
+    no class has two or more takes by name (recordings numbered ``left_000``, ``left_001``, ...
+    in one folder per class are independent recordings, not clips of several takes).
+
+    Args:
+        paths: (S,) recording paths; source_labels: (S,) class id of each recording.
+    """
+    groups = source_groups(paths, val_group)
+    if val_group != VAL_GROUP_AUTO:
+        return groups
+    labels = np.asarray(source_labels)
+    for c in np.unique(labels):
+        takes = len(np.unique(groups[labels == c]))
+        if 2 <= takes < (labels == c).sum():  # a class with several takes, some cut into clips
+            return groups
+    return np.arange(len(paths), dtype=np.int64)

@@ -348,7 +348,8 @@ def test_train_holds_out_whole_takes_with_val_group(workspace, tmp_path):
         r = CliRunner().invoke(main, ["train", str(root / "cache.h5"), "-o", str(tmp_path / f"run{seed}"), *TRAIN,
                                       "--val-group", pattern, "--seed", str(seed)])
         assert r.exit_code == 0, r.output
-        assert f"note: --val-group '{pattern}': 4 takes, 2 held out whole for validation" in r.output
+        assert (f"note: validation holds out whole takes (--val-group '{pattern}'): 4 takes, 2 held out; "
+                "--val-group none splits by recording") in r.output
         spec = json.loads((tmp_path / f"run{seed}" / "run.json").read_text())
         assert spec["train"]["val_group"] == pattern
         names = {s.path.split("/")[-1] for s in TokenDataset(root / "cache.h5").sources}
@@ -360,7 +361,39 @@ def test_train_holds_out_whole_takes_with_val_group(workspace, tmp_path):
     r = CliRunner().invoke(main, ["train", str(root / "cache.h5"), "-o", str(tmp_path / "run0"), "--resume",
                                   "--steps", "3"])
     assert r.exit_code == 0, r.output
-    assert "4 takes, 2 held out whole" in r.output
+    assert "4 takes, 2 held out;" in r.output
+
+
+def test_train_finds_takes_by_name_by_default(workspace, tmp_path):
+    """Clips a_000, a_001 (one take) and b_000 of each class: by default whole takes go to
+    validation; numbered independent recordings (left_000, left_001, ... : one name per class)
+    keep the split by recording (the workspace run has no such note)."""
+    import shutil
+
+    from eventssm.tokenizers.dataset import TokenDataset
+
+    root, output = workspace
+    assert "holds out whole takes" not in output
+    for c in ("left", "right"):
+        (tmp_path / "clips" / c).mkdir(parents=True)
+        for k, name in enumerate(("a_000", "a_001", "b_000")):
+            shutil.copy(root / "raw" / c / f"{c}_00{k}.h5", tmp_path / "clips" / c / f"{name}.h5")
+    r = CliRunner()
+    assert r.invoke(main, ["preprocess", str(tmp_path / "clips"), "-o", str(tmp_path / "c.h5"), "--labels-from",
+                           "folder", "--workers", "1", "-q"]).exit_code == 0
+    res = r.invoke(main, ["train", str(tmp_path / "c.h5"), "-o", str(tmp_path / "run"), *TRAIN])
+    assert res.exit_code == 0, res.output
+    assert ("note: validation holds out whole takes (recordings named alike up to a trailing number): "
+            "4 takes, 2 held out") in res.output
+    n_val = int(res.output.split(" / val ")[1].split(";")[0])
+    assert n_val in (2, 3, 4)  # per class a (2 clips) or b (1)
+    spec = json.loads((tmp_path / "run" / "run.json").read_text())
+    assert spec["train"]["val_group"] == "auto"
+    paths = [s.path for s in TokenDataset(tmp_path / "c.h5").sources]
+    assert sorted(p.split("/")[-1] for p in paths) == sorted(["a_000.h5", "a_001.h5", "b_000.h5"] * 2)
+    res = r.invoke(main, ["train", str(tmp_path / "c.h5"), "-o", str(tmp_path / "run2"), *TRAIN,
+                          "--val-group", "none"])
+    assert res.exit_code == 0 and "holds out whole takes" not in res.output and "train 4 / val 2" in res.output
 
 
 def test_train_leaves_nothing_to_train_on(tmp_path):

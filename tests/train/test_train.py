@@ -9,7 +9,7 @@ from flax import nnx
 from eventssm.models.classifier import EventClassifier
 from eventssm.models.presets import get_preset
 from eventssm.train import TrainConfig, batches, evaluate, fit, make_optimizer, param_labels
-from eventssm.train.data import source_groups, split_by_source
+from eventssm.train.data import source_groups, split_by_source, take_key, validation_groups
 
 
 def _model(layer="s5", **kw):
@@ -104,6 +104,22 @@ def test_source_groups_by_hand():
     # no group: the whole match; "neal" names one group across the two classes' folders
     assert source_groups(paths, r"neal|alex").tolist() == [0, 0, 1, 0, 2]
     assert source_groups(["a\\t_1.npz", "a/t_2.npz"], r"(.+)_\d").tolist() == [0, 0]  # either separator
+
+
+def test_takes_by_name():
+    assert take_key("walking/neal_walking_003.npz") == "walking/neal_walking.npz"
+    assert take_key("a/take-12.aedat") == take_key("a/take 7.aedat") == take_key("a/take7.aedat") == "a/take.aedat"
+    assert take_key("0/00002.bin") is None and take_key("00002") is None  # a number only
+    assert take_key("user01_fluorescent.aedat") is None and take_key("clip_3/rec.h5") is None
+    paths = ["w/alex_000.npz", "w/alex_001.npz", "w/neal_000.npz", "s/alex_000.npz", "s/x.npz", "s/x.npz"]
+    assert source_groups(paths, "auto").tolist() == [0, 0, 1, 2, 3, 3]
+    assert source_groups(paths, "none").tolist() == [0, 1, 2, 3, 4, 5]
+    # auto keeps the takes when a class has several of them, some cut into clips ...
+    assert validation_groups(paths[:4], np.array([0, 0, 0, 1]), "auto").tolist() == [0, 0, 1, 2]
+    # ... and splits by recording when every class is one name (numbered independent recordings)
+    demo = [f"{c}/{c}_{k:03d}.h5" for c in ("up", "down") for k in range(3)]
+    assert validation_groups(demo, np.repeat([0, 1], 3), "auto").tolist() == list(range(6))
+    assert validation_groups(demo, np.repeat([0, 1], 3), r"(up|down)").tolist() == [0, 0, 0, 1, 1, 1]
 
 
 def test_split_by_group_holds_out_whole_takes():
