@@ -74,6 +74,19 @@ class FriendlyErrors(LazyGroup):
         with interrupts.installed(keep=self.console):
             return super().main(*args, **kwargs)
 
+    def make_context(self, info_name, args, parent=None, **extra):
+        # click parses the group's own arguments before invoke(): a signal there would be
+        # click's "Aborted!" with exit status 1 instead of the interrupt line and 130
+        try:
+            interrupts.hook("parse")
+            return super().make_context(info_name, args, parent=parent, **extra)
+        except KeyboardInterrupt:
+            from eventssm.outputs import interrupt_message
+
+            if self.console:
+                interrupts.finish()
+            fail(interrupt_message(), 130)
+
     def invoke(self, ctx):
         from eventssm.outputs import interrupt_message
 

@@ -263,6 +263,16 @@ def test_a_signal_at_any_early_moment(tmp_path, work, sig, delays):
 
 
 @pytest.mark.parametrize("sig", ["", ":TERM"])
+def test_a_signal_while_click_parses_the_arguments(tmp_path, work, sig):
+    """The signal arrives as click parses the group's arguments, before the command runs (test
+    hook "parse"). It used to make click print "Aborted!" with exit status 1 (seen once in
+    test_a_signal_at_any_early_moment on a loaded machine)."""
+    rec = work / "rec" / "up" / "up_0.npz"
+    res = eventssm("info", rec, cwd=tmp_path, signal_at=f"parse{sig}")
+    assert (res.returncode, res.stderr, res.stdout) == (130, "error: interrupted; nothing was written\n", "")
+
+
+@pytest.mark.parametrize("sig", ["", ":TERM"])
 def test_a_signal_after_the_outcome_is_decided_changes_nothing(tmp_path, work, sig):
     """The command's result is printed and its exit status chosen; then the signal arrives
     (test hook "exit"). It used to kill Python during its shut-down (no line, status -2 or
