@@ -20,7 +20,12 @@ __all__ = ["SourceInfo", "TokenizedFile", "flip_events", "tokenize_file", "token
 def prepare_events(events: np.ndarray, settings: TokenizerSettings, sensor_size: SensorSize) -> np.ndarray:
     """The events the slices index: sorted by time when ``settings.sort_events``, filtered by
     the background-activity filter when ``settings.denoise_us`` is set, and mirrored by
-    ``settings.flip_x`` / ``flip_y`` on ``sensor_size``."""
+    ``settings.flip_x`` / ``flip_y`` on ``sensor_size``.
+
+    Raises:
+        EventFileError: (without the file's name) no event of a non-empty recording passes
+            the background-activity filter.
+    """
     if settings.sort_events:
         from eventssm.tokenizers.functional import sort_events
 
@@ -28,7 +33,11 @@ def prepare_events(events: np.ndarray, settings: TokenizerSettings, sensor_size:
     if settings.denoise_us is not None:
         from eventssm.tokenizers.functional import denoise_filter
 
+        n_in = len(events)
         events = denoise_filter(events, sensor_size, settings.denoise_us)
+        if n_in and not len(events):  # an empty sample would be classified as if it held something
+            raise EventFileError(None, f"all {n_in} events are isolated: none passes the background-activity "
+                                       f"filter (denoise_us {settings.denoise_us})")
     if settings.flip_x or settings.flip_y:
         events = flip_events(events, sensor_size, flip_x=settings.flip_x, flip_y=settings.flip_y)
     return events

@@ -10,7 +10,8 @@ import pytest
 
 from eventssm.events import Recording, make_events
 from eventssm.io import write_events
-from eventssm.tokenizers.dataset import TokenDataset, TokenizerSettings, build_cache, tokenize_recording
+from eventssm.events import EventFileError
+from eventssm.tokenizers.dataset import TokenDataset, TokenizerSettings, build_cache, tokenize_file, tokenize_recording
 
 
 def _hand_events():
@@ -67,3 +68,13 @@ def test_denoise_setting_round_trips_and_changes_tokens(tmp_path):
     build_cache(tmp_path / "c.h5", [tmp_path / "a.npz"], ["x"], settings=TokenizerSettings(denoise_us=100))
     ds = TokenDataset(tmp_path / "c.h5")
     assert ds.settings.denoise_us == 100 and ds[0][0].tolist() == [2 * (2 * 4 + 1)]
+
+
+def test_a_recording_with_only_isolated_events_is_an_error_naming_the_file(tmp_path):
+    """Not an empty sample that the model would still give a class."""
+    ev = make_events(np.array([0, 5]), np.array([0, 3]), np.array([0, 10]), np.array([True, False]))
+    write_events(tmp_path / "noise.npz", Recording(ev, (6, 4, 2), {}))
+    for s in (TokenizerSettings(denoise_us=1000), TokenizerSettings(denoise_us=1000, slice_events=1)):
+        with pytest.raises(EventFileError, match=r"noise\.npz: all 2 events are isolated"):
+            tokenize_file(tmp_path / "noise.npz", settings=s)
+    assert tokenize_file(tmp_path / "noise.npz").lengths.tolist() == [2]  # without the filter
