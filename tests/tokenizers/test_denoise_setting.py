@@ -8,9 +8,8 @@ import json
 import numpy as np
 import pytest
 
-from eventssm.events import Recording, make_events
+from eventssm.events import EventFileError, Recording, make_events
 from eventssm.io import write_events
-from eventssm.events import EventFileError
 from eventssm.tokenizers.dataset import TokenDataset, TokenizerSettings, build_cache, tokenize_file, tokenize_recording
 
 
