@@ -20,7 +20,7 @@ take's windows through ``preprocess`` and the model's whole-sample logits (the c
 * the windows with and without activity: a window "holds activity" when at least
   ``ACTIVE_MIN`` of its events pass the background-activity filter of ``preprocess
   --denoise-us 10000`` (a neighbouring pixel fired within 10 ms: the person or the clamp moves;
-  sensor noise alone passes 0-16 times a second in these takes). Reported: the accuracy on the
+  a still scene passes 0-39 times a second in these takes). Reported: the accuracy on the
   windows with activity, how many of the others were right, and the *ceiling at chance*: the
   mean window accuracy of a model right on every window with activity and at chance (1 / classes)
   on the others. A window without activity shows nothing of its class; it is right only by
