@@ -168,6 +168,9 @@ def source_groups(paths: Sequence[str], pattern: str | None) -> np.ndarray:
     ``walk_001.npz`` of one take); a path without one is a group of its own.
     ``None`` or ``"none"``: every recording is its own group.
     Ids number the keys in order of first appearance; ``\\`` in paths counts as ``/``.
+
+    Raises:
+        ValueError: ``pattern`` is not a regular expression.
     """
     paths = [str(p).replace("\\", "/") for p in paths]
     if pattern is None or pattern == VAL_GROUP_NONE:
@@ -175,7 +178,10 @@ def source_groups(paths: Sequence[str], pattern: str | None) -> np.ndarray:
     if pattern == VAL_GROUP_AUTO:
         keys = [(k is not None, path if k is None else k) for path, k in ((p, take_key(p)) for p in paths)]
     else:
-        rx = re.compile(pattern)
+        try:
+            rx = re.compile(pattern)
+        except re.error as exc:
+            raise ValueError(f"--val-group {pattern!r} is not a regular expression: {exc}") from None
         keys = []
         for path in paths:
             m = rx.search(path)

@@ -344,6 +344,8 @@ def test_train_holds_out_whole_takes_with_val_group(workspace, tmp_path):
 
     root, _ = workspace
     pattern = r"(left|right)_00[01]"
+    names = {s.path.split("/")[-1] for s in TokenDataset(root / "cache.h5").sources}
+    assert names == {f"{c}_00{k}.h5" for c in ("left", "right") for k in range(3)}
     for seed in (0, 1):
         r = CliRunner().invoke(main, ["train", str(root / "cache.h5"), "-o", str(tmp_path / f"run{seed}"), *TRAIN,
                                       "--val-group", pattern, "--seed", str(seed)])
@@ -352,8 +354,6 @@ def test_train_holds_out_whole_takes_with_val_group(workspace, tmp_path):
                 "--val-group none splits by recording") in r.output
         spec = json.loads((tmp_path / f"run{seed}" / "run.json").read_text())
         assert spec["train"]["val_group"] == pattern
-        names = {s.path.split("/")[-1] for s in TokenDataset(root / "cache.h5").sources}
-        assert names == {f"{c}_00{k}.h5" for c in ("left", "right") for k in range(3)}
         # validation is one take of each class: 2 clips (left_000 + left_001) or 1 (left_002)
         n_val = int(r.output.split(" / val ")[1].split(";")[0])
         assert n_val in (2, 3, 4) and f"train {6 - n_val} / val {n_val}" in r.output
